@@ -1,0 +1,174 @@
+"""Safety filter: the last transformation before a 14-D target reaches the motors.
+
+Why it exists: the Interbotix API silently *drops* out-of-limit commands (the arm freezes) and a
+policy can emit NaN or a jump of a radian. This filter never drops a tick: it rejects invalid
+vectors by holding the previous command, and clips everything else to
+
+    joint limits  ∩  previous command ± max_velocity·dt  ∩  measured position ± max_relative_target
+
+Guarantees (tested with hypothesis in test/robot/test_safety.py), for every emitted command c after
+previous command p:
+  * c is finite and has 14 entries;
+  * |c - p| <= step (per joint), always;
+  * c is inside the joint limits (grippers 0..1), or — only when p itself was outside (seeded from a
+    measured pose that rests beyond a limit, like the ALOHA sleep pose) — strictly no further out
+    than p, moving inward at the step cap. A hold (``hold=True``) repeats p exactly.
+Every tick that changed the target counts as one intervention; the last reason is kept.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros.robot.aloha import AlohaRobot
+
+
+@dataclass
+class SafetyConfig:
+    # rad/s per joint; keys are arm joint names (both arms: "shoulder") or sided ("left_shoulder").
+    # Unlisted arm joints use the robot's velocity_limit.
+    max_velocity: dict[str, float] = field(default_factory=dict)
+    # Normalised gripper units (0 closed .. 1 open) per second.
+    gripper_max_velocity: float = 5.0
+    # rad, arm joints only: command stays within this of the measured position (LeRobot uses 5°
+    # per step on ALOHA; ours is per command, against the latest joint state). null disables.
+    # Never applied to grippers: closing on an object keeps the measured finger open on purpose.
+    max_relative_target: float | None = 0.35
+
+    def validate(self) -> None:
+        for k, v in self.max_velocity.items():
+            if not v > 0:
+                raise cfg.ConfigError(f"safety.max_velocity.{k}: must be positive, got {v}")
+        if not self.gripper_max_velocity > 0:
+            raise cfg.ConfigError("safety.gripper_max_velocity: must be positive")
+        if self.max_relative_target is not None and not self.max_relative_target > 0:
+            raise cfg.ConfigError("safety.max_relative_target: must be positive or null")
+
+
+@dataclass
+class FilterResult:
+    command: np.ndarray
+    intervened: bool
+    reason: str = ""
+
+
+class SafetyFilter:
+    """Stateless per call apart from counters: callers pass the previous command explicitly."""
+
+    def __init__(self, robot: AlohaRobot, config: SafetyConfig | None = None, dt: float | None = None):
+        self.robot = robot
+        self.config = config or SafetyConfig()
+        self.config.validate()
+        self.dt = robot.dt if dt is None else dt
+        self.names = robot.joint_names
+        self.lower = robot.lower.astype(float)
+        self.upper = robot.upper.astype(float)
+        self.step = self._step_caps()
+        self.relative = self._relative_caps()
+        self.interventions = 0
+        self.last_reason = ""
+        self.kinds: Counter[str] = Counter()
+
+    # ---- configuration ------------------------------------------------------------------
+    def _step_caps(self) -> np.ndarray:
+        rc = self.robot.config
+        vel = np.full(14, float(rc.velocity_limit))
+        for i in self.robot.gripper_indices:
+            vel[i] = self.config.gripper_max_velocity
+        valid = set(rc.arm_joints) | {n for n in self.names if not n.endswith(rc.gripper_joint)}
+        for key in self.config.max_velocity:
+            if key not in valid:
+                raise cfg.ConfigError(f"safety.max_velocity.{key}: unknown arm joint (allowed: {sorted(valid)})")
+        for i, name in enumerate(self.names):
+            joint = name.split("_", 1)[1]
+            if joint in self.config.max_velocity:
+                vel[i] = self.config.max_velocity[joint]
+            if name in self.config.max_velocity:
+                vel[i] = self.config.max_velocity[name]
+        return vel * self.dt
+
+    def _relative_caps(self) -> np.ndarray:
+        rel = np.full(14, np.inf)
+        if self.config.max_relative_target is not None:
+            rel[:] = self.config.max_relative_target
+            for i in self.robot.gripper_indices:
+                rel[i] = np.inf
+        return rel
+
+    # ---- the filter -----------------------------------------------------------------------
+    def filter(self, target, previous, measured=None, hold: bool = False) -> FilterResult:
+        """Make ``target`` safe to send after ``previous`` (the last command actually sent).
+
+        ``measured``: latest 14-D joint state (or None when stale/unknown) for the relative cap.
+        ``hold``: repeat ``previous`` exactly (watchdog, e-stop) — no limit re-clipping, so holding a
+        pose that rests beyond a limit does not move the arm.
+        """
+        prev = np.asarray(previous, dtype=float)
+        if prev.shape != (14,) or not np.all(np.isfinite(prev)):
+            raise ValueError("previous command must be 14 finite values")  # programming error
+        if hold:
+            return FilterResult(prev.copy(), False)
+        reason = self._invalid(target)
+        if reason:
+            return self._count(FilterResult(prev.copy(), True, reason), reason.split(":", 1)[0])
+        t = np.asarray(target, dtype=float)
+        reasons = []
+        c = np.clip(t, self.lower, self.upper)
+        if np.any(c != t):
+            reasons.append(("limit", self._worst(t, c, "joint limit")))
+        if measured is not None:
+            m = np.asarray(measured, dtype=float)
+            if m.shape == (14,) and np.all(np.isfinite(m)):
+                r = np.clip(c, m - self.relative, m + self.relative)
+                if np.any(r != c):
+                    reasons.append(("relative", self._worst(c, r, "max relative target")))
+                c = r
+        s = np.clip(c, prev - self.step, prev + self.step)
+        if np.any(s != c):
+            reasons.append(("step", self._worst(c, s, "step cap")))
+        # A previous command beyond a limit may stay or move inward, never outward.
+        out = np.clip(s, np.minimum(self.lower, prev), np.maximum(self.upper, prev))
+        if np.any(out != s):
+            reasons.append(("limit", self._worst(s, out, "joint limit")))
+        if not reasons:
+            return FilterResult(out, False)
+        res = FilterResult(out, True, "; ".join(r for _, r in reasons))
+        return self._count(res, reasons[0][0])
+
+    def _invalid(self, target) -> str:
+        try:
+            t = np.asarray(target, dtype=float)
+        except (TypeError, ValueError):
+            return f"rejected: not a numeric vector ({type(target).__name__})"
+        if t.shape != (14,):
+            return f"rejected: expected 14 values, got shape {t.shape}"
+        bad = np.flatnonzero(~np.isfinite(t))
+        if bad.size:
+            return f"rejected: non-finite {self.names[bad[0]]}={t[bad[0]]} ({bad.size} joints); holding"
+        return ""
+
+    def _worst(self, wanted: np.ndarray, got: np.ndarray, what: str) -> str:
+        d = np.abs(wanted - got)
+        i = int(np.argmax(d))
+        return f"{what}: {self.names[i]} {wanted[i]:+.3f} -> {got[i]:+.3f}"
+
+    def _count(self, res: FilterResult, kind: str) -> FilterResult:
+        self.interventions += 1
+        self.kinds[kind] += 1
+        self.last_reason = res.reason
+        return res
+
+    def within_guarantees(self, command, previous, atol: float = 1e-9) -> bool:
+        """The invariant the tests assert (also usable as a runtime self-check)."""
+        c = np.asarray(command, dtype=float)
+        p = np.asarray(previous, dtype=float)
+        if c.shape != (14,) or not np.all(np.isfinite(c)):
+            return False
+        if np.any(np.abs(c - p) > self.step + atol):
+            return False
+        lo = np.minimum(self.lower, p)
+        hi = np.maximum(self.upper, p)
+        return bool(np.all(c >= lo - atol) and np.all(c <= hi + atol))

@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# DDS never leaves this machine in anything started from here (ROS_LOCALHOST_ONLY is ignored by Kilted).
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export MUJOCO_GL ?= egl
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench clean
+
+setup:
+	@bash scripts/setup_env.sh
+
+demo: setup
+	$(VENV)/bin/cosmos-aloha demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,120 @@
+"""``cosmos-aloha``: the package's own front end where the ROS 2 CLI is not installed.
+
+    cosmos-aloha up direct [--sim|--real] [name:=value ...]   start a launch mode's node graph
+    cosmos-aloha graph planning [name:=value ...]            show what `up` would start
+    cosmos-aloha <tool> ...                                  other tools (see --help)
+
+`up` starts exactly the nodes `ros2 launch cosmos_policy_ros aloha_<mode>.launch.py` starts
+(both read config/graph.yaml), forwards Ctrl-C/SIGTERM and exits non-zero if a node dies.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import shlex
+import sys
+
+from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros import graph as graph_mod
+from cosmos_policy_ros.ros_env import local_ros_env
+from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
+
+# Further tools, loaded only when called: name -> (module, help).
+TOOLS: dict[str, tuple[str, str]] = {
+    "demo": ("cosmos_policy_ros.demo", "run the simulated ALOHA demo and report what it measured"),
+}
+
+
+def _parse_assignments(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if ":=" not in item:
+            raise cfg.ConfigError(f"expected name:=value, got {item!r}")
+        k, v = item.split(":=", 1)
+        out[k] = v
+    return out
+
+
+def _resolve(ns) -> tuple[list[graph_mod.NodeSpec], dict[str, str]]:
+    given = _parse_assignments(ns.assignments)
+    if getattr(ns, "sim", False):
+        given["use_sim"] = "true"
+    if getattr(ns, "real", False):
+        given["use_sim"] = "false"
+    graph = graph_mod.load_graph(ns.graph)
+    args = graph_mod.resolve_arguments(graph, given)
+    return graph_mod.resolve(ns.mode, args, graph), args
+
+
+def cmd_graph(ns) -> int:
+    specs, args = _resolve(ns)
+    print(f"mode {ns.mode}: use_sim={args['use_sim']}")
+    for s in specs:
+        print(f"  {s.key:9s} {s.name:20s} ros2 run cosmos_policy_ros {s.executable} {shlex.join(s.ros_args())}")
+    return 0
+
+
+def cmd_up(ns) -> int:
+    specs, args = _resolve(ns)
+    missing = [s for s in specs if importlib.util.find_spec(s.module) is None]
+    if missing:
+        s = missing[0]
+        print(f"cosmos-aloha: node '{s.key}' needs {s.module}, which this version does not provide yet",
+              file=sys.stderr)
+        return 2
+    sim = args["use_sim"] == "true"
+    # The simulated graph stays on this machine; a real robot keeps the lab's environment.
+    env = local_ros_env(domain_id=ns.domain_id, force=sim)
+    if ns.domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(ns.domain_id)
+    print(f"cosmos-aloha: mode {ns.mode} ({'simulated ALOHA' if sim else 'real robot'}), "
+          f"ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0')}, discovery={env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'default')}",
+          flush=True)
+    sup = Supervisor([(s.key, python_module_argv(s.module, s.ros_args())) for s in specs], env=env,
+                     grace_s=ns.grace)
+    result = sup.run(timeout=ns.duration)
+    return result.exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cosmos-aloha", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, func, help_ in (("up", cmd_up, "start a mode's node graph"),
+                              ("graph", cmd_graph, "print a mode's resolved node graph")):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("mode", help="direct | planning | sim | record (config/graph.yaml)")
+        sp.add_argument("assignments", nargs="*", metavar="name:=value", help="launch arguments")
+        which = sp.add_mutually_exclusive_group()
+        which.add_argument("--sim", action="store_true", help="use the simulated ALOHA (use_sim:=true)")
+        which.add_argument("--real", action="store_true", help="use the real robot (use_sim:=false)")
+        sp.add_argument("--graph", default=graph_mod.GRAPH_CONFIG, help="graph YAML (default: config/graph.yaml)")
+        sp.set_defaults(func=func)
+        if name == "up":
+            sp.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID for the graph")
+            sp.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+            sp.add_argument("--grace", type=float, default=5.0, help="seconds nodes get to exit after Ctrl-C")
+    for name, (module, help_) in TOOLS.items():
+        sp = sub.add_parser(name, help=help_, add_help=False)
+        sp.add_argument("rest", nargs=argparse.REMAINDER)
+        sp.set_defaults(func=lambda ns, module=module: importlib.import_module(module).main(ns.rest))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns, extra = parser.parse_known_args(argv)
+    if extra:  # name:=value after an option lands here (argparse does not intermix positionals)
+        if not hasattr(ns, "assignments") or any(":=" not in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        ns.assignments = list(ns.assignments) + extra
+    try:
+        return int(ns.func(ns) or 0)
+    except cfg.ConfigError as exc:
+        print(f"cosmos-aloha: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Turn a mode of config/graph.yaml into a launch description for ``ros2 launch``.
+
+launch / launch_ros are imported lazily: they exist on a ROS 2 install, not in the dev venv.
+Nodes are resolved inside an OpaqueFunction so ``use_sim:=auto`` and every ``name:=value`` given
+on the command line take effect at launch time, through the same resolve() the CLI uses.
+"""
+from __future__ import annotations
+
+from cosmos_policy_ros.graph import PACKAGE, load_graph, resolve
+
+
+def generate_mode_launch_description(mode: str):
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    graph = load_graph()
+    if mode not in graph.modes:
+        raise ValueError(f"unknown mode {mode!r}")
+    declared = [
+        DeclareLaunchArgument(name, default_value=spec.default, description=spec.help)
+        for name, spec in graph.arguments.items()
+    ]
+
+    def make_nodes(context, *args, **kwargs):
+        from launch_ros.actions import Node
+
+        given = {k: context.launch_configurations[k] for k in graph.arguments if k in context.launch_configurations}
+        return [
+            Node(
+                package=PACKAGE,
+                executable=spec.executable,
+                name=spec.name,
+                parameters=[dict(spec.parameters)],
+                remappings=list(spec.remappings),
+                output="screen",
+                emulate_tty=True,
+            )
+            for spec in resolve(mode, given, graph)
+        ]
+
+    return LaunchDescription([*declared, OpaqueFunction(function=make_nodes)])

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: they wire topics, parameters and timers to the plain modules."""

@@ -1,0 +1,1 @@
+"""Camera and joint-state streams: conversion, rates and freshness (no ROS imports)."""

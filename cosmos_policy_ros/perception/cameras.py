@@ -1,0 +1,43 @@
+"""Camera set of the robot (config/cameras.yaml): names, roles and topics."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cosmos_policy_ros import config as cfg
+
+DEFAULT_CAMERA_CONFIG = "cameras.yaml"
+
+
+@dataclass
+class CameraSpec:
+    role: Literal["primary", "wrist", "secondary"]
+    required: bool = True
+
+
+@dataclass
+class CameraConfig:
+    topic_pattern: str
+    cameras: dict[str, CameraSpec]
+    width: int = 640
+    height: int = 480
+
+    def validate(self) -> None:
+        if "{name}" not in self.topic_pattern:
+            raise cfg.ConfigError(f"topic_pattern: must contain {{name}}, got {self.topic_pattern!r}")
+        if sum(c.role == "primary" for c in self.cameras.values()) != 1:
+            raise cfg.ConfigError("cameras: exactly one camera must have role: primary")
+        if self.width <= 0 or self.height <= 0:
+            raise cfg.ConfigError("width/height: must be positive")
+
+    def topic(self, name: str) -> str:
+        return self.topic_pattern.format(name=name)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.cameras)
+
+
+def load_cameras(path: str | Path = DEFAULT_CAMERA_CONFIG) -> CameraConfig:
+    return cfg.load(CameraConfig, path)

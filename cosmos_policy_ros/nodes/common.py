@@ -27,6 +27,7 @@ def run_node(make_node: Callable, args: list[str] | None = None, executor_thread
         print(f"[{label}] error: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
+        failed = bool(getattr(node, "failed", False))
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):
@@ -34,7 +35,7 @@ def run_node(make_node: Callable, args: list[str] | None = None, executor_thread
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+    return 1 if failed else 0
 
 
 def declare(node, name: str, default):

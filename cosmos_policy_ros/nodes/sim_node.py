@@ -1,0 +1,238 @@
+"""Simulated ALOHA on the real robot's topics.
+
+Publishes what the Interbotix xs_sdk and realsense2_camera publish (follower joint_states in the
+xs_sdk layout, rgb8 images on /<cam>/camera/color/image_rect_raw) and obeys the driver's command
+topics (JointGroupCommand "arm" in rad, JointSingleCommand "gripper" in gripper-motor rad). Physics
+and rendering run in one dedicated thread (MuJoCo GL contexts are bound to their thread); command
+callbacks only set targets. Bad commands are logged in one line and ignored; the sim keeps running.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+
+from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros.msg import EpisodeEvent  # noqa: F401  (type registered for recorders)
+from cosmos_policy_ros.nodes.common import declare, run_node
+from cosmos_policy_ros.perception.cameras import load_cameras
+from cosmos_policy_ros.perception.image_codec import fill_image
+from cosmos_policy_ros.robot.aloha import AlohaRobot
+from cosmos_policy_ros.srv import ResetEpisode
+
+
+@dataclass
+class SimNodeConfig:
+    time_mode: Literal["wall", "fast", "lockstep"] = "wall"
+    lockstep_timeout_s: float = 0.2
+    camera_rate_hz: float = 25.0
+    cameras: list[str] = field(default_factory=lambda: ["cam_high", "cam_left_wrist", "cam_right_wrist", "cam_low"])
+    width: int = 640
+    height: int = 480
+    task: str = "transfer_cube"
+    seed: int = 0
+    status_rate_hz: float = 5.0
+
+    def validate(self) -> None:
+        if self.camera_rate_hz <= 0 or self.status_rate_hz <= 0 or self.lockstep_timeout_s <= 0:
+            raise cfg.ConfigError("camera_rate_hz, status_rate_hz and lockstep_timeout_s must be positive")
+        if self.width <= 0 or self.height <= 0:
+            raise cfg.ConfigError("width/height must be positive")
+
+
+def _stamp(t_s: float):
+    from builtin_interfaces.msg import Time
+
+    ns = int(round(t_s * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+class SimNode(Node):
+    def __init__(self):
+        super().__init__("aloha_sim")
+        overrides = {}
+        for key, default in (("time_mode", ""), ("task", ""), ("width", 0), ("height", 0), ("seed", -2),
+                             ("camera_rate_hz", 0.0)):
+            value = declare(self, key, default)
+            if value not in ("", 0, -2, 0.0):
+                overrides[key] = value
+        self.cfg = cfg.load(SimNodeConfig, declare(self, "config", "sim_node.yaml"), overrides)
+        self.robot = AlohaRobot.from_yaml(declare(self, "robot_config", "robot/aloha_interbotix.yaml"))
+        cams = load_cameras(declare(self, "camera_config", "cameras.yaml"))
+        from cosmos_policy_ros.sim.sim_aloha import SimAloha  # heavy import (MuJoCo) after config checks
+
+        self._sim_cls = SimAloha
+        self.sim = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._running = True
+        self._cmd_lock = threading.Lock()
+        self._fresh = {"left": False, "right": False}
+        self._cmd_event = threading.Event()
+        self._pending_reset: tuple[str, int] | None = None
+        self.bad_commands = 0
+        self.failed = False
+
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.js_pubs = {s: self.create_publisher(JointState, self.robot.follower_topic(s, "joint_states"), reliable)
+                        for s in self.robot.config.arms}
+        self.img_pubs = {c: self.create_publisher(Image, cams.topic(c), QoSProfile(depth=2)) for c in self.cfg.cameras}
+        self.clock_pub = self.create_publisher(Clock, "/clock", QoSProfile(depth=1)) \
+            if self.cfg.time_mode != "wall" else None
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.status_pub = self.create_publisher(String, "/sim/status", latched)
+        for side in self.robot.config.arms:
+            self.create_subscription(JointGroupCommand, self.robot.follower_topic(side, "joint_group"),
+                                     lambda m, s=side: self._on_group(s, m), 10)
+            self.create_subscription(JointSingleCommand, self.robot.follower_topic(side, "joint_single"),
+                                     lambda m, s=side: self._on_single(s, m), 10)
+        self.create_service(ResetEpisode, "/sim/reset", self._on_reset)
+        self.create_timer(1.0 / self.cfg.status_rate_hz, self._publish_status)
+
+        self._thread = threading.Thread(target=self._loop, name="sim", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=120) or self._error is not None:
+            raise ValueError(f"simulation failed to start: {self._error}")
+        self.get_logger().info(
+            f"simulated ALOHA: task {self.cfg.task}, seed {self.sim.seed}, {self.cfg.time_mode} time, "
+            f"{len(self.cfg.cameras)} cameras {self.cfg.width}x{self.cfg.height} at {self.cfg.camera_rate_hz:g} Hz")
+
+    # ---- commands (executor thread) ---------------------------------------------------------
+    def _reject(self, text: str) -> None:
+        self.bad_commands += 1
+        self.get_logger().error(f"rejected command: {text}")
+
+    def _on_group(self, side: str, msg) -> None:
+        if msg.name != self.robot.config.arm_group_name:
+            return self._reject(f"{side} joint_group name {msg.name!r} (this robot has group "
+                                f"{self.robot.config.arm_group_name!r})")
+        try:
+            self.sim.apply_arm_command(side, list(msg.cmd))
+        except ValueError as exc:
+            return self._reject(str(exc))
+        with self._cmd_lock:
+            self._fresh[side] = True
+            if all(self._fresh.values()):
+                self._cmd_event.set()
+
+    def _on_single(self, side: str, msg) -> None:
+        if msg.name != self.robot.config.gripper_joint:
+            return self._reject(f"{side} joint_single name {msg.name!r} (only {self.robot.config.gripper_joint!r})")
+        try:
+            self.sim.apply_gripper_command(side, msg.cmd)
+        except ValueError as exc:
+            self._reject(str(exc))
+
+    def _on_reset(self, request, response):
+        task = request.task or self.sim.task_name
+        if task not in self.sim.tasks:
+            response.success, response.message = False, f"unknown task {task!r}; known: {list(self.sim.tasks)}"
+            return response
+        if request.seed < -1 or request.seed >= 2**32:
+            response.success, response.message = False, f"seed must be -1 (random) or in [0, 2**32), got {request.seed}"
+            return response
+        self._pending_reset = (task, int(request.seed))
+        deadline = time.monotonic() + 30
+        while self._pending_reset is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        response.success = self._pending_reset is None
+        response.message = f"task {self.sim.task_name} seed {self.sim.seed}" if response.success else "reset timed out"
+        return response
+
+    def _publish_status(self) -> None:
+        if self.sim is None:
+            return
+        s = self.sim
+        self.status_pub.publish(String(data=(
+            f'{{"task": "{s.task_name}", "seed": {s.seed}, "step": {s.step_count}, "time": {s.time:.3f}, '
+            f'"stage": {s.stage()}, "max_stage": {s.max_stage}, "success": {str(s.success()).lower()}, '
+            f'"bad_commands": {self.bad_commands}}}')))
+
+    # ---- simulation thread -------------------------------------------------------------------
+    def _loop(self) -> None:
+        c = self.cfg
+        try:
+            self.sim = self._sim_cls(c.task, robot=self.robot, width=c.width, height=c.height)
+            self.sim.reset(seed=None if c.seed < 0 else c.seed)
+            self.sim.render(c.cameras)  # create the GL context in this thread before declaring ready
+        except BaseException as exc:  # noqa: BLE001 - reported by the constructor
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._publish_observation(render=True)
+            self._run()
+        except Exception as exc:  # noqa: BLE001
+            if self._running and self.context.ok():
+                self.get_logger().fatal(f"simulation thread stopped: {exc!r}")
+                self.failed = True  # run_node exits non-zero, so a supervisor sees the sim died
+                self.context.try_shutdown()
+
+    def _run(self) -> None:
+        c = self.cfg
+        render_every = max(1, round(1.0 / (c.camera_rate_hz * self.sim.dt)))
+        next_t = time.monotonic()
+        while self._running and self.context.ok():
+            if self._pending_reset is not None:
+                task, seed = self._pending_reset
+                self.sim.reset(task, None if seed < 0 else seed)
+                self.get_logger().info(f"reset: task {task}, seed {self.sim.seed}")
+                self._pending_reset = None
+            if c.time_mode == "lockstep":
+                self._cmd_event.wait(c.lockstep_timeout_s)
+                with self._cmd_lock:
+                    self._cmd_event.clear()
+                    self._fresh = {k: False for k in self._fresh}
+            self.sim.step()
+            self._publish_observation(render=self.sim.step_count % render_every == 0)
+            if c.time_mode == "wall":
+                next_t += self.sim.dt
+                delay = next_t - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -0.25:  # far behind: do not try to catch up in a burst
+                    next_t = time.monotonic()
+
+    def _publish_observation(self, render: bool) -> None:
+        sim_time = self.sim.time
+        stamp = _stamp(sim_time) if self.clock_pub is not None else self.get_clock().now().to_msg()
+        if self.clock_pub is not None:
+            self.clock_pub.publish(Clock(clock=stamp))
+        for side, pub in self.js_pubs.items():
+            js = self.sim.joint_state(side)
+            msg = JointState(name=list(js.name), position=js.position.tolist(), velocity=js.velocity.tolist(),
+                             effort=js.effort.tolist())
+            msg.header.stamp = stamp
+            pub.publish(msg)
+        if render:
+            for cam, rgb in self.sim.render(self.cfg.cameras).items():
+                img = fill_image(Image(), rgb)
+                img.header.stamp = stamp
+                img.header.frame_id = f"{cam}_color_optical_frame"
+                self.img_pubs[cam].publish(img)
+
+    def close(self) -> None:
+        self._running = False
+        self._cmd_event.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if self.sim is not None:
+            self.sim.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(SimNode, args, executor_threads=2, name="aloha_sim")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

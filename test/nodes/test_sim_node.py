@@ -1,0 +1,106 @@
+"""The sim node over real DDS speaks the Interbotix/realsense topics and obeys driver commands."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ros
+
+CAMS = ["cam_high", "cam_left_wrist", "cam_right_wrist", "cam_low"]
+
+
+@pytest.fixture(scope="module")
+def sim_process():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cosmos_policy_ros.nodes.sim_node", "--ros-args", "-p", "width:=160",
+         "-p", "height:=120", "-p", "seed:=3", "-r", "__node:=test_sim"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    yield proc
+    proc.terminate()
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    print(out)
+
+
+def test_sim_node_topics_commands_and_bad_input(sim_process, ros_context):
+    import rclpy
+    from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import String
+
+    from cosmos_policy_ros.perception.image_codec import image_to_rgb
+    from cosmos_policy_ros.srv import ResetEpisode
+    from helpers import spin_until
+
+    node = rclpy.create_node("sim_test_client", context=ros_context)
+    images, states, status = {}, {"left": [], "right": []}, []
+    for cam in CAMS:
+        node.create_subscription(Image, f"/{cam}/camera/color/image_rect_raw",
+                                 lambda m, c=cam: images.setdefault(c, []).append(m), qos_profile_sensor_data)
+    for side in states:
+        node.create_subscription(JointState, f"/follower_{side}/joint_states", states[side].append, 10)
+    node.create_subscription(String, "/sim/status", lambda m: status.append(json.loads(m.data)),
+                             QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    group = node.create_publisher(JointGroupCommand, "/follower_left/commands/joint_group", 10)
+    single = node.create_publisher(JointSingleCommand, "/follower_left/commands/joint_single", 10)
+    reset = node.create_client(ResetEpisode, "/sim/reset")
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    try:
+        assert spin_until(ex, lambda: all(len(images.get(c, [])) >= 2 for c in CAMS)
+                          and all(len(v) >= 5 for v in states.values()), timeout=60), \
+            f"missing streams: images {({c: len(v) for c, v in images.items()})}, states {({s: len(v) for s, v in states.items()})}"
+        js = states["left"][-1]
+        assert list(js.name) == ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
+                                 "gripper", "left_finger", "right_finger"]
+        assert len(js.position) == len(js.velocity) == len(js.effort) == 9
+        assert js.position[8] == pytest.approx(-js.position[7]) and js.velocity[7] == 0.0
+        img = images["cam_high"][-1]
+        assert (img.width, img.height, img.encoding) == (160, 120, "rgb8")
+        rgb = image_to_rgb(img)
+        assert rgb.std() > 10, "overhead image looks blank"
+
+        target = [0.4, -0.7, 0.9, 0.1, -0.2, 0.3]
+        good = JointGroupCommand(name="arm", cmd=target)
+
+        def reached():
+            return states["left"] and np.allclose(states["left"][-1].position[:6], target, atol=0.03)
+
+        deadline = time.monotonic() + 30
+        while not reached() and time.monotonic() < deadline:
+            group.publish(good)
+            single.publish(JointSingleCommand(name="gripper", cmd=1.2))
+            spin_until(ex, lambda: False, timeout=0.1)
+        assert reached(), f"left arm at {list(states['left'][-1].position[:6])}, wanted {target}"
+        assert not np.allclose(states["right"][-1].position[:6], target, atol=0.03)
+
+        # bad input: wrong length, NaN, wrong group name -> rejected, sim keeps publishing the same target
+        n_before = len(states["left"])
+        group.publish(JointGroupCommand(name="arm", cmd=[0.0] * 5))
+        group.publish(JointGroupCommand(name="arm", cmd=[float("nan")] * 6))
+        group.publish(JointGroupCommand(name="all", cmd=[0.0] * 6))
+        assert spin_until(ex, lambda: status and status[-1]["bad_commands"] >= 3, timeout=15), status[-1:]
+        assert spin_until(ex, lambda: len(states["left"]) > n_before + 10, timeout=15)
+        assert reached(), "a rejected command moved the arm"
+
+        assert reset.wait_for_service(timeout_sec=10)
+        fut = reset.call_async(ResetEpisode.Request(task="transfer_cube", seed=11))
+        assert spin_until(ex, fut.done, timeout=30) and fut.result().success, fut.result()
+        assert spin_until(ex, lambda: status and status[-1]["seed"] == 11 and status[-1]["step"] < 50, timeout=15)
+        fut = reset.call_async(ResetEpisode.Request(task="juggling", seed=1))
+        assert spin_until(ex, fut.done, timeout=10)
+        assert not fut.result().success and "unknown task 'juggling'" in fut.result().message
+    finally:
+        node.destroy_node()
+    assert sim_process.poll() is None, "sim node died"

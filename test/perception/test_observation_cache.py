@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from cosmos_policy_ros.perception.observation_cache import NotReady, Observation, ObservationCache
+
+CAMS = ["cam_high", "cam_left_wrist", "cam_right_wrist", "cam_low"]
+REQ = CAMS[:3]
+
+
+def _filled(t=10.0):
+    c = ObservationCache(CAMS, REQ, max_age_s=0.5, max_skew_s=0.1)
+    for i, cam in enumerate(CAMS):
+        c.put_image(cam, t + 0.01 * i, np.full((2, 2, 3), i, np.uint8), now=t)
+    c.put_arm("left", t, np.arange(7.0), now=t)
+    c.put_arm("right", t, np.arange(7.0) + 10, now=t)
+    return c
+
+
+def test_builds_synchronised_observation():
+    obs = _filled().build(now=10.1)
+    assert isinstance(obs, Observation)
+    assert obs.qpos.tolist() == list(range(7)) + list(range(10, 17))
+    assert sorted(obs.images) == sorted(CAMS) and obs.images["cam_low"][0, 0, 0] == 3
+    assert obs.skew_s == pytest.approx(0.03) and obs.stamp == pytest.approx(10.03)
+
+
+def test_refuses_with_a_reason_when_a_stream_is_missing_or_stale():
+    c = ObservationCache(CAMS, REQ)
+    assert c.build(0.0) == NotReady("no joint states yet from the left arm")
+    c = _filled()
+    r = c.build(now=10.7)
+    assert isinstance(r, NotReady) and "stale" in r.reason
+    for cam in CAMS:  # cameras refreshed, joint states not
+        c.put_image(cam, 10.7, np.zeros((2, 2, 3), np.uint8), now=10.7)
+    r = c.build(now=10.7)
+    assert isinstance(r, NotReady) and r.reason.startswith("left is stale")
+
+
+def test_optional_camera_may_be_stale_or_absent():
+    c = ObservationCache(CAMS, REQ)
+    for cam in REQ:
+        c.put_image(cam, 5.0, np.zeros((2, 2, 3), np.uint8), now=5.0)
+    c.put_arm("left", 5.0, np.zeros(7), now=5.0)
+    c.put_arm("right", 5.0, np.zeros(7), now=5.0)
+    obs = c.build(5.1)
+    assert isinstance(obs, Observation) and "cam_low" not in obs.images
+    c.put_image("cam_low", 4.0, np.zeros((2, 2, 3), np.uint8), now=4.0)
+    obs = c.build(5.1)
+    assert isinstance(obs, Observation) and "cam_low" not in obs.images
+
+
+def test_skew_bound_and_bad_arm_state():
+    c = _filled()
+    c.put_image("cam_high", 10.3, np.zeros((2, 2, 3), np.uint8), now=10.3)
+    r = c.build(now=10.3)
+    assert isinstance(r, NotReady) and "ms apart" in r.reason
+    with pytest.raises(ValueError, match="7 finite numbers"):
+        c.put_arm("left", 1.0, [np.nan] * 7, now=1.0)
+    with pytest.raises(ValueError, match="required cameras"):
+        ObservationCache(["a"], ["b"])

@@ -99,12 +99,16 @@ class SafetyFilter:
         return rel
 
     # ---- the filter -----------------------------------------------------------------------
-    def filter(self, target, previous, measured=None, hold: bool = False) -> FilterResult:
+    def filter(self, target, previous, measured=None, hold: bool = False,
+               inward_from_previous: bool = False) -> FilterResult:
         """Make ``target`` safe to send after ``previous`` (the last command actually sent).
 
         ``measured``: latest 14-D joint state (or None when stale/unknown) for the relative cap.
         ``hold``: repeat ``previous`` exactly (watchdog, e-stop) — no limit re-clipping, so holding a
         pose that rests beyond a limit does not move the arm.
+        ``inward_from_previous``: for planned pose moves that start beyond a limit (the sleep pose):
+        targets between ``previous`` and the limit pass unclipped, so a smooth path stays smooth
+        instead of jumping to the limit at the step cap.
         """
         prev = np.asarray(previous, dtype=float)
         if prev.shape != (14,) or not np.all(np.isfinite(prev)):
@@ -116,7 +120,10 @@ class SafetyFilter:
             return self._count(FilterResult(prev.copy(), True, reason), reason.split(":", 1)[0])
         t = np.asarray(target, dtype=float)
         reasons = []
-        c = np.clip(t, self.lower, self.upper)
+        if inward_from_previous:
+            c = np.clip(t, np.minimum(self.lower, prev), np.maximum(self.upper, prev))
+        else:
+            c = np.clip(t, self.lower, self.upper)
         if np.any(c != t):
             reasons.append(("limit", self._worst(t, c, "joint limit")))
         if measured is not None:

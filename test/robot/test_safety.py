@@ -41,13 +41,13 @@ def test_every_command_within_limits_and_step_cap(targets, with_measured):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.lists(st.floats(-5, 5), min_size=14, max_size=14), min_size=1, max_size=30))
-def test_seed_beyond_limit_only_moves_inward(targets):
+@given(st.lists(st.lists(st.floats(-5, 5), min_size=14, max_size=14), min_size=1, max_size=30), st.booleans())
+def test_seed_beyond_limit_only_moves_inward(targets, inward):
     # The ALOHA sleep pose rests beyond the shoulder and wrist_angle limits.
     f = SafetyFilter(ROBOT)
     prev = ROBOT.pose14("sleep")
     for t in targets:
-        c = f.filter(t, prev).command
+        c = f.filter(t, prev, inward_from_previous=inward).command
         assert f.within_guarantees(c, prev)
         outside_before = np.maximum(ROBOT.lower - prev, 0) + np.maximum(prev - ROBOT.upper, 0)
         outside_after = np.maximum(ROBOT.lower - c, 0) + np.maximum(c - ROBOT.upper, 0)

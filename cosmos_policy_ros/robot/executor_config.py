@@ -1,0 +1,73 @@
+"""Executor configuration (config/executor.yaml) as typed dataclasses.
+
+One file holds everything a lab tunes for the executor — rate, chunk mode, watchdog, safety caps,
+moves, backend and Dynamixel bus — so a deployment is reviewed in one place. Errors are one line
+naming the file and key (cosmos_policy_ros.config).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros.robot.motion import MotionConfig
+from cosmos_policy_ros.robot.safety import SafetyConfig
+from cosmos_policy_ros.robot.scheduler import SchedulerConfig
+from cosmos_policy_ros.robot.watchdog import WatchdogConfig
+
+
+@dataclass
+class DynamixelArmConfig:
+    port: str
+    ids: dict[str, int] = field(default_factory=lambda: dict(
+        waist=1, shoulder=2, elbow=4, forearm_roll=6, wrist_angle=7, wrist_rotate=8, gripper=9))
+    shadows: dict[str, int] = field(default_factory=lambda: dict(shoulder=3, elbow=5))
+
+
+@dataclass
+class DynamixelConfig:
+    baudrate: int = 1_000_000
+    arms: dict[str, DynamixelArmConfig] = field(default_factory=lambda: {
+        "left": DynamixelArmConfig("/dev/ttyDXL_follower_left"),
+        "right": DynamixelArmConfig("/dev/ttyDXL_follower_right")})
+    arm_operating_mode: int = 3  # position (firmware position limits stay active)
+    gripper_operating_mode: int = 5  # current-based position: closing on an object saturates current
+    gripper_current_limit: int = 300  # units of 2.69 mA, written only while torque is off
+    enable_torque: bool = True  # on open(): goal := present position, then torque on
+    set_shadow_secondary_id: bool = True  # Secondary_ID of shadow = primary ID (one write drives both)
+
+
+@dataclass
+class TopicsConfig:
+    action_chunk: str = "/cosmos/action_chunk"
+    estop: str = "/cosmos/estop"
+    status: str = "/cosmos/executor/status"
+    chunk_request: str = "/cosmos/chunk_request"
+    service_prefix: str = "/cosmos/executor"
+
+
+@dataclass
+class ExecutorConfig:
+    rate_hz: float = 50.0
+    status_rate_hz: float = 5.0
+    backend: Literal["interbotix", "dynamixel", "sim"] = "interbotix"
+    robot_config: str = "robot/aloha_interbotix.yaml"
+    autostart: bool = False
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    dynamixel: DynamixelConfig = field(default_factory=DynamixelConfig)
+
+    def validate(self) -> None:
+        if not 1.0 <= self.rate_hz <= 1000.0:
+            raise cfg.ConfigError(f"rate_hz: expected 1..1000, got {self.rate_hz}")
+        if self.status_rate_hz <= 0:
+            raise cfg.ConfigError("status_rate_hz: must be positive")
+        for part in (self.scheduler, self.safety, self.watchdog, self.motion):
+            part.validate()
+
+
+def load_executor_config(path="executor.yaml", overrides: dict | None = None) -> ExecutorConfig:
+    return cfg.load(ExecutorConfig, path, overrides)

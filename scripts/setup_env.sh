@@ -32,13 +32,16 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP="$VENV/bin/pip --disable-pip-version-check"
 echo "setup: installing pinned dependencies (first run takes ~2 min)"
-$PIP install -q -r requirements/ros.txt -r requirements/base.txt -r requirements/dev.txt
-$PIP install -q --no-deps -r requirements/assets-nodeps.txt
+quiet() {  # this machine's pip config names local index folders that may not exist: drop that noise
+  "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+quiet $PIP install -q -r requirements/ros.txt -r requirements/base.txt -r requirements/dev.txt
+quiet $PIP install -q --no-deps -r requirements/assets-nodeps.txt
 
 # Editable install first: pip would otherwise uninstall the generated modules, which ament
 # registers under the same distribution name.
 echo "setup: installing cosmos_policy_ros (editable)"
-$PIP install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
+quiet $PIP install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 
 echo "setup: building interfaces into the venv prefix"
 build_iface() {  # $1 source dir, $2 build dir, extra cmake args...

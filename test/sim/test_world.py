@@ -60,3 +60,17 @@ def test_gl_backend_respects_explicit_choice_and_rejects_bogus(monkeypatch):
     assert gl.ensure_gl_backend() == "egl"
     assert gl.probe("no-such-backend", timeout=60) is False
     assert os.environ["MUJOCO_GL"] == "egl"
+
+
+def test_gl_backend_is_chosen_automatically_when_unset():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
+    code = ("import os; from cosmos_policy_ros.sim.gl import ensure_gl_backend; b = ensure_gl_backend(); "
+            "import mujoco; r = mujoco.Renderer(mujoco.MjModel.from_xml_string('<mujoco/>'), 8, 8); r.close(); "
+            "print(b, os.environ['MUJOCO_GL'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    chosen, exported = out.stdout.split()
+    assert chosen in ("egl", "osmesa") and exported == chosen

@@ -1,0 +1,118 @@
+"""Episode manifest: the small JSON sidecar beside the bags (`<bag_dir>/episodes.json`).
+
+Why a sidecar: labels often arrive after an episode's bag is closed (the operator judges success
+after the arm stops), and a dataset tool wants every episode's kind, outcome and status without
+opening gigabytes of bags. Rewritten atomically (tmp + rename), so a crash never leaves half a file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MANIFEST_NAME = "episodes.json"
+FORMAT = "cosmos_policy_ros.episodes/1"
+KINDS = ("teleop", "policy")
+OUTCOMES = ("success", "failure", "")
+STATUSES = ("recording", "complete", "discarded")
+
+
+class ManifestError(ValueError):
+    """The manifest is unreadable or an episode command is invalid (one line)."""
+
+
+@dataclass
+class EpisodeRecord:
+    index: int
+    bag: str                     # folder name relative to the bag_dir
+    kind: str = "teleop"
+    task: str = ""
+    instruction: str = ""
+    status: str = "recording"    # recording (or crashed while recording) | complete | discarded
+    outcome: str = ""
+    value: float | None = None   # None = unlabelled (NaN on the wire)
+    start_ns: int = 0
+    stop_ns: int = 0
+    stop_reason: str = ""
+    message_counts: dict[str, int] = field(default_factory=dict)
+    robot: dict = field(default_factory=dict)   # robot config name and gripper constants
+
+    @property
+    def labelled(self) -> bool:
+        return self.outcome in ("success", "failure")
+
+
+def normalise_label(outcome: str, value: float) -> tuple[str, float | None]:
+    """Outcome and value target: success -> value in (0, 1] (default 1), failure -> 0, '' -> unlabelled."""
+    if outcome not in OUTCOMES:
+        raise ManifestError(f"outcome must be success, failure or empty, got {outcome!r}")
+    if outcome == "success":
+        v = float(value)
+        return outcome, v if math.isfinite(v) and 0.0 < v <= 1.0 else 1.0
+    if outcome == "failure":
+        return outcome, 0.0
+    return "", None
+
+
+class Manifest:
+    """All episodes recorded into one bag_dir."""
+
+    def __init__(self, bag_dir: str | Path):
+        self.dir = Path(bag_dir)
+        self.path = self.dir / MANIFEST_NAME
+        self.episodes: list[EpisodeRecord] = []
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+            if data.get("format") != FORMAT:
+                raise ManifestError(f"{self.path}: unknown manifest format {data.get('format')!r} (expected {FORMAT})")
+            self.episodes = [EpisodeRecord(**e) for e in data["episodes"]]
+        except ManifestError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ManifestError(f"{self.path}: unreadable episode manifest: {exc}") from None
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"format": FORMAT, "episodes": [asdict(e) for e in self.episodes]}, indent=1))
+        os.replace(tmp, self.path)
+
+    def next_index(self) -> int:
+        """One past the highest index used in this folder (manifest or bag folders), so sessions resume."""
+        used = [e.index for e in self.episodes]
+        for p in self.dir.glob("episode_*"):
+            tail = p.name.split("_", 1)[1].split(".")[0]
+            if tail.isdigit():
+                used.append(int(tail))
+        return max(used, default=-1) + 1
+
+    def get(self, index: int) -> EpisodeRecord:
+        for e in self.episodes:
+            if e.index == index:
+                return e
+        raise ManifestError(f"{self.path}: no episode {index}")
+
+    def by_bag(self, bag_name: str) -> EpisodeRecord | None:
+        return next((e for e in self.episodes if e.bag == bag_name), None)
+
+    def add(self, record: EpisodeRecord) -> None:
+        self.episodes.append(record)
+        self.save()
+
+    def last_finished(self) -> EpisodeRecord | None:
+        done = [e for e in self.episodes if e.status == "complete"]
+        return done[-1] if done else None
+
+
+def find_manifest_record(bag_path: str | Path) -> EpisodeRecord | None:
+    """The manifest entry of a bag folder, if the folder sits in a recorder bag_dir."""
+    p = Path(bag_path)
+    if not (p.parent / MANIFEST_NAME).exists():
+        return None
+    return Manifest(p.parent).by_bag(p.name)

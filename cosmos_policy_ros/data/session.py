@@ -1,0 +1,205 @@
+"""Episode state machine of the recorder: one bag per episode, markers in the bag and the manifest.
+
+start opens ``<bag_dir>/episode_NNNN/`` and writes a start marker; data arrives as raw CDR through
+:meth:`write`; stop writes the stop marker (optionally with the outcome), closes the bag and the
+manifest entry; discard deletes the bag (the current one, or the last finished one); label sets
+outcome/value on the current episode (marker in the bag) or on the last finished one (manifest and
+the bag's metadata.yaml custom_data, since a closed MCAP file is not rewritten). No ROS imports.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from cosmos_policy_ros.data.bag_writer import BagWriter, OfferedQos
+from cosmos_policy_ros.data.manifest import KINDS, EpisodeRecord, Manifest, ManifestError, normalise_label
+from cosmos_policy_ros.data.msg_types import typestore
+from cosmos_policy_ros.data.recording_config import EVENT
+
+
+@dataclass
+class CommandResult:
+    success: bool
+    message: str
+    episode_index: int = 0
+    event: dict | None = None   # the marker written (fields of EpisodeEvent), for the node to publish
+
+
+class EpisodeSession:
+    def __init__(self, bag_dir: str | Path, *, event_topic: str = "/cosmos/episode_event", fsync: bool = False,
+                 robot_info: dict | None = None, default_task: str = "", default_instruction: str = ""):
+        self.bag_dir = Path(bag_dir)
+        self.bag_dir.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest(self.bag_dir)
+        self.event_topic = event_topic
+        self.fsync = fsync
+        self.robot_info = dict(robot_info or {})
+        self.default_task = default_task
+        self.default_instruction = default_instruction
+        self.writer: BagWriter | None = None
+        self.current: EpisodeRecord | None = None
+        self.received: dict[str, int] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def recording(self) -> bool:
+        return self.writer is not None
+
+    # ---- data ----------------------------------------------------------------------------
+    def write(self, topic: str, msgtype: str, t_ns: int, data: bytes, qos: OfferedQos | None = None) -> bool:
+        """Write one message if an episode is being recorded; returns whether it was written."""
+        with self._lock:
+            if self.writer is None:
+                return False
+            if not self.writer.has_topic(topic):
+                self.writer.add_topic(topic, msgtype, qos)
+            self.writer.write(topic, t_ns, data)
+            self.received[topic] = self.received.get(topic, 0) + 1
+            return True
+
+    def flush(self) -> None:
+        with self._lock:
+            if self.writer is not None:
+                self.writer.flush()
+
+    # ---- commands --------------------------------------------------------------------------
+    def command(self, command: str, t_ns: int, *, kind: str = "", outcome: str = "", value: float = math.nan,
+                task: str = "", instruction: str = "") -> CommandResult:
+        """Dispatch an EpisodeCommand; bad requests come back as success=False with one line."""
+        try:
+            if command == "start":
+                return self.start(t_ns, kind or "teleop", task, instruction)
+            if command == "stop":
+                return self.stop(t_ns, outcome, value)
+            if command == "discard":
+                return self.discard(t_ns)
+            if command == "label":
+                return self.label(t_ns, outcome, value)
+            return CommandResult(False, f"unknown command {command!r} (start | stop | discard | label)")
+        except ManifestError as exc:
+            return CommandResult(False, str(exc))
+
+    def start(self, t_ns: int, kind: str = "teleop", task: str = "", instruction: str = "") -> CommandResult:
+        with self._lock:
+            if self.writer is not None:
+                return CommandResult(False, f"episode {self.current.index} is already recording; stop it first",
+                                     self.current.index)
+            if kind not in KINDS:
+                return CommandResult(False, f"kind must be teleop or policy, got {kind!r}")
+            index = self.manifest.next_index()
+            name = f"episode_{index:04d}"
+            self.writer = BagWriter(self.bag_dir / name, fsync=self.fsync)
+            self.writer.add_topic(self.event_topic, EVENT)
+            self.received = {}
+            self.current = EpisodeRecord(index, name, kind, task or self.default_task,
+                                         instruction or self.default_instruction, start_ns=int(t_ns),
+                                         robot=self.robot_info)
+            self.manifest.add(self.current)
+            event = self._marker("start", t_ns)
+            self.writer.flush()  # the bag exists on disk with its start marker from the first moment
+            return CommandResult(True, f"recording episode {index} into {self.writer.path}", index, event)
+
+    def stop(self, t_ns: int, outcome: str = "", value: float = math.nan, reason: str = "command") -> CommandResult:
+        with self._lock:
+            if self.writer is None:
+                return CommandResult(False, "no episode is recording")
+            rec = self.current
+            if outcome:
+                rec.outcome, rec.value = normalise_label(outcome, value)
+            event = self._marker("stop", t_ns)
+            rec.stop_ns, rec.stop_reason = int(t_ns), reason
+            for k, v in self._custom_data(rec).items():
+                self.writer.set_custom_data(k, v)
+            self.writer.close()
+            rec.message_counts = dict(self.writer.counts)
+            rec.status = "complete"
+            self.writer, self.current = None, None
+            self.manifest.save()
+            n = sum(rec.message_counts.values())
+            return CommandResult(True, f"episode {rec.index} stopped: {n} messages in {self.bag_dir / rec.bag}",
+                                 rec.index, event)
+
+    def discard(self, t_ns: int) -> CommandResult:
+        with self._lock:
+            if self.writer is not None:
+                rec = self.current
+                self.writer.discard()
+                self.writer, self.current = None, None
+            else:
+                rec = self.manifest.last_finished()
+                if rec is None:
+                    return CommandResult(False, "nothing to discard: no episode recorded in this bag_dir")
+                import shutil
+
+                shutil.rmtree(self.bag_dir / rec.bag, ignore_errors=True)
+            rec.status, rec.stop_ns = "discarded", rec.stop_ns or int(t_ns)
+            self.manifest.save()
+            return CommandResult(True, f"episode {rec.index} discarded", rec.index,
+                                 self._event_fields("discard", rec, t_ns))
+
+    def label(self, t_ns: int, outcome: str, value: float = math.nan) -> CommandResult:
+        with self._lock:
+            rec = self.current if self.writer is not None else self.manifest.last_finished()
+            if rec is None:
+                return CommandResult(False, "nothing to label: no episode recorded in this bag_dir")
+            rec.outcome, rec.value = normalise_label(outcome, value)
+            if self.writer is not None:
+                event = self._marker("label", t_ns)
+            else:
+                event = self._event_fields("label", rec, t_ns)
+                self._update_metadata_custom_data(rec)
+            self.manifest.save()
+            return CommandResult(True, f"episode {rec.index} labelled {rec.outcome or 'unlabelled'}"
+                                 f" (value {rec.value})", rec.index, event)
+
+    def close(self, t_ns: int) -> None:
+        """Shutdown: an episode still recording is stopped (reason 'shutdown') so its bag is complete."""
+        with self._lock:
+            if self.writer is not None:
+                self.stop(t_ns, reason="shutdown")
+
+    # ---- markers ---------------------------------------------------------------------------
+    def _event_fields(self, event: str, rec: EpisodeRecord, t_ns: int) -> dict:
+        return {"stamp_ns": int(t_ns), "event": event, "episode_index": rec.index, "kind": rec.kind,
+                "outcome": rec.outcome, "value": math.nan if rec.value is None else float(rec.value),
+                "task": rec.task, "instruction": rec.instruction}
+
+    def _marker(self, event: str, t_ns: int) -> dict:
+        """Write an EpisodeEvent into the open bag (serialized like rclpy would) and return its fields."""
+        fields = self._event_fields(event, self.current, t_ns)
+        self.writer.write(self.event_topic, t_ns, serialize_event(fields))
+        return fields
+
+    def _custom_data(self, rec: EpisodeRecord) -> dict[str, str]:
+        return {"episode_index": str(rec.index), "kind": rec.kind, "task": rec.task,
+                "instruction": rec.instruction, "outcome": rec.outcome,
+                "value": "" if rec.value is None else repr(float(rec.value)),
+                "robot": json.dumps(rec.robot, sort_keys=True)}
+
+    def _update_metadata_custom_data(self, rec: EpisodeRecord) -> None:
+        path = self.bag_dir / rec.bag / "metadata.yaml"
+        if not path.exists():
+            return
+        data = yaml.safe_load(path.read_text())
+        info = data["rosbag2_bagfile_information"]
+        info["custom_data"] = {**(info.get("custom_data") or {}), **self._custom_data(rec)}
+        tmp = path.with_suffix(".yaml.tmp")
+        tmp.write_text(yaml.safe_dump(data, default_flow_style=False, sort_keys=False))
+        tmp.replace(path)
+
+
+def serialize_event(fields: dict) -> bytes:
+    """CDR bytes of a cosmos_policy_ros/msg/EpisodeEvent from :meth:`EpisodeSession._event_fields`."""
+    ts = typestore()
+    Header = ts.types["std_msgs/msg/Header"]
+    Time = ts.types["builtin_interfaces/msg/Time"]
+    Event = ts.types[EVENT]
+    ns = fields["stamp_ns"]
+    msg = Event(Header(Time(ns // 1_000_000_000, ns % 1_000_000_000), ""), fields["event"], fields["episode_index"],
+                fields["kind"], fields["outcome"], float(fields["value"]), fields["task"], fields["instruction"])
+    return ts.serialize_cdr(msg, EVENT)

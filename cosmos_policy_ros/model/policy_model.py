@@ -1,0 +1,135 @@
+"""Cosmos Policy model = Wan2.1 VAE + DiT + latent layout + sampler, no robot specifics.
+
+Works on latents and uint8 video; normalised vectors go in and out through `layout`. The inference
+engine and a training loop both build on this class.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .config import ModelConfig, load_model_config
+from .dit import CosmosDiT
+from .layout import LatentLayout
+from .precondition import denoise
+from .sampler import initial_noise, sample
+from .vae import WanVAE
+
+
+def default_device_dtype(device: str | torch.device | None = None) -> tuple[torch.device, torch.dtype]:
+    """fp32 on CPU, bf16 on CUDA (as upstream runs the released model)."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return device, (torch.bfloat16 if device.type == "cuda" else torch.float32)
+
+
+class CosmosPolicyModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.net = CosmosDiT(cfg.dit)
+        self.vae = WanVAE(cfg.vae)
+        self.layout = LatentLayout.from_config(cfg.layout)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def build(cls, cfg: ModelConfig | str | Path, device=None, dtype: torch.dtype | None = None,
+              seed: int | None = 0) -> "CosmosPolicyModel":
+        """Build on the meta device, materialise on `device`, random-init (seed) or leave empty (None)."""
+        if not isinstance(cfg, ModelConfig):
+            cfg = load_model_config(cfg)
+        dev, dt = default_device_dtype(device)
+        dtype = dtype or dt
+        with torch.device("meta"):
+            model = cls(cfg)
+        model = model.to_empty(device=dev)
+        model.vae.latent_mean.copy_(torch.tensor(cfg.vae.latent_mean))
+        model.vae.latent_std.copy_(torch.tensor(cfg.vae.latent_std))
+        model.net.pos_embedder.reset_buffers()
+        for name in ("accum_video_sample_counter", "accum_image_sample_counter", "accum_iteration",
+                     "accum_train_in_hours"):
+            getattr(model.net, name).zero_()
+        if seed is not None:
+            g = torch.Generator().manual_seed(seed)
+            model.net.init_weights(generator=g)
+            model.vae.init_weights(generator=g)
+        return model.to(dtype).eval()
+
+    def load_checkpoints(self, dit_path: str | Path, vae_path: str | Path | None = None,
+                         ema: bool = False) -> None:
+        """DiT weights from `dit_path` (`net.` keys); VAE from `vae_path` or `vae.`/`tokenizer.` keys of dit_path."""
+        ckpt.load_into(self.net, dit_path, ema=ema, prefixes=("net.",))
+        ckpt.load_into(self.vae, vae_path or dit_path, prefixes=("vae.", "tokenizer."))
+
+    def save(self, path: str | Path) -> None:
+        """One file with `net.*` and `vae.*` keys (+ config as metadata for .safetensors)."""
+        from .config import config_to_dict
+        sd = {"net." + k: v for k, v in self.net.state_dict().items()}
+        sd.update({"vae." + k: v for k, v in self.vae.state_dict().items()})
+        path = Path(path)
+        sd = {k: v.detach().contiguous() for k, v in sd.items()}
+        if path.suffix == ".safetensors":
+            import json
+            from safetensors.torch import save_file
+            save_file(sd, str(path), metadata={"config": json.dumps(config_to_dict(self.cfg))})
+        else:
+            torch.save(sd, str(path))
+
+    @property
+    def device(self) -> torch.device:
+        return self.net.t_embedding_norm.weight.device
+
+    # ------------------------------------------------------------------ pixels <-> latents
+
+    @torch.no_grad()
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """uint8 (B,3,F,H,W) -> normalised latents (B,C,T,h,w) float32."""
+        x = video.to(self.device).float() / 127.5 - 1.0
+        return self.vae.encode(x)
+
+    @torch.no_grad()
+    def decode_frames(self, latent: torch.Tensor, frames: Sequence[int]) -> dict[int, torch.Tensor]:
+        """Decode the latent sequence and return uint8 (B,H,W,3) images of the given latent frames."""
+        last = max(frames)
+        video = self.vae.decode(latent[:, :, : last + 1].to(self.device))
+        out = {}
+        for f in frames:
+            pix = 0 if f == 0 else (f - 1) * 4 + 1
+            img = ((video[:, :, pix] + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
+            out[f] = img.permute(0, 2, 3, 1).contiguous()
+        return out
+
+    # ------------------------------------------------------------------ sampling
+
+    @torch.no_grad()
+    def generate(self, given: torch.Tensor, cond_mask: torch.Tensor, context: torch.Tensor,
+                 seeds: Sequence[int], steps: Sequence[int] | int, max_batch: int | None = None) -> torch.Tensor:
+        """Sample latents (B,C,T,h,w) given clean frames `given` where cond_mask (B,T) is 1.
+
+        One seed per sample; steps per sample or shared. `max_batch` caps DiT batch size.
+        """
+        sc = self.cfg.sampler
+        B = given.shape[0]
+        if len(seeds) != B:
+            raise ValueError(f"{len(seeds)} seeds for a batch of {B}")
+        dev = self.device
+        given = given.to(dev).float()
+        cond_mask = cond_mask.to(dev).float()
+        context = context.to(dev)
+        x_T = initial_noise(seeds, tuple(given.shape[1:]), sc.sigma_max).to(dev)
+        cap = max_batch or B
+
+        def x0_fn(x: torch.Tensor, sigma: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            idx = idx.to(dev)
+            parts = []
+            for s in range(0, len(idx), cap):
+                j = idx[s:s + cap]
+                parts.append(denoise(self.net, x[s:s + cap], sigma[s:s + cap].to(dev), given[j],
+                                     cond_mask[j], context[j], self.cfg.sigma_data))
+            return torch.cat(parts)
+
+        return sample(x0_fn, x_T, steps, sc.sigma_max, sc.sigma_min, sc.rho)

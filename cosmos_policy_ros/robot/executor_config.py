@@ -49,6 +49,7 @@ class TopicsConfig:
 @dataclass
 class ExecutorConfig:
     rate_hz: float = 50.0
+    loop_priority: int = 0  # >0: SCHED_FIFO priority of the loop thread (robot PC with rtprio); 0 = normal
     status_rate_hz: float = 5.0
     backend: Literal["interbotix", "dynamixel", "sim"] = "interbotix"
     robot_config: str = "robot/aloha_interbotix.yaml"
@@ -63,6 +64,8 @@ class ExecutorConfig:
     def validate(self) -> None:
         if not 1.0 <= self.rate_hz <= 1000.0:
             raise cfg.ConfigError(f"rate_hz: expected 1..1000, got {self.rate_hz}")
+        if not 0 <= self.loop_priority <= 99:
+            raise cfg.ConfigError(f"loop_priority: expected 0..99, got {self.loop_priority}")
         if self.status_rate_hz <= 0:
             raise cfg.ConfigError("status_rate_hz: must be positive")
         for part in (self.scheduler, self.safety, self.watchdog, self.motion):

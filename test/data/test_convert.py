@@ -1,0 +1,133 @@
+"""Bag -> ALOHA HDF5: values equal what was published; bad bags give one error and no files."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from bag_fixtures import TS, image_cdr, joint_state_cdr
+
+from cosmos_policy_ros.data.bag_reader import BagError
+from cosmos_policy_ros.data.bag_writer import BagWriter
+from cosmos_policy_ros.data.convert import EpisodeSpec, convert_bag, convert_bags
+from cosmos_policy_ros.data.recording_config import ConvertSettings
+from cosmos_policy_ros.data.session import EpisodeSession
+from cosmos_policy_ros.data.targets import episode_samples, value_returns
+from cosmos_policy_ros.perception.cameras import load_cameras
+from cosmos_policy_ros.robot.aloha import AlohaRobot
+
+JS = "sensor_msgs/msg/JointState"
+IMG = "sensor_msgs/msg/Image"
+S = 10**9
+ROBOT = AlohaRobot.from_yaml()
+SPEC = EpisodeSpec(ROBOT, load_cameras())
+SETTINGS = ConvertSettings(image_compression="none")
+
+
+def record_episode(bag_dir, seconds=1.0, t0=5 * S, seed=0, outcome="success", cams=("cam_high", "cam_left_wrist")):
+    """A teleop episode through the recorder's session: returns what was 'published' per topic."""
+    rng = np.random.default_rng(seed)
+    s = EpisodeSession(bag_dir, default_task="transfer_cube")
+    s.command("start", t0, kind="teleop")
+    sent = {}
+    for k in range(int(seconds * 100)):           # joint states at 100 Hz, 3 ms after the grid
+        t = t0 + 3_000_000 + k * 10_000_000
+        for role in ("follower", "leader"):
+            for side in ("left", "right"):
+                topic = f"/{role}_{side}/joint_states"
+                pos, vel, eff = rng.normal(size=9), rng.normal(size=9), rng.normal(size=9)
+                s.write(topic, JS, t, joint_state_cdr(t, pos, vel, eff))
+                sent.setdefault(topic, []).append((t, pos, vel, eff))
+        if k % 4 == 0:                             # cameras at 25 Hz
+            for i, cam in enumerate(cams):
+                topic = f"/{cam}/camera/color/image_rect_raw"
+                s.write(topic, IMG, t + 1_000_000, image_cdr(t, fill=k + i))
+                sent.setdefault(topic, []).append((t + 1_000_000, k + i))
+    s.command("stop", t0 + int(seconds * S), outcome=outcome)
+    return sent
+
+
+def latest(items, t):
+    return [x for x in items if x[0] <= t][-1]
+
+
+def test_round_trip_values_equal_published(tmp_path):
+    sent = record_episode(tmp_path / "bags")
+    out = tmp_path / "ep.hdf5"
+    info = convert_bag(tmp_path / "bags" / "episode_0000", out, SPEC, SETTINGS)
+    g = ROBOT.config.gripper
+    with h5py.File(out) as f:
+        ts = f["timestamps"][()]
+        assert np.all(np.diff(ts) == 20_000_000)           # 50 Hz
+        assert info.steps == len(ts) and len(ts) >= 45
+        assert f.attrs["success"] and f.attrs["kind"] == "teleop" and f.attrs["task"] == "transfer_cube"
+        assert json.loads(f.attrs["gripper_constants"])["leader_joint_open"] == g.leader_joint_open
+        qpos, qvel, eff, act = (f["observations/qpos"][()], f["observations/qvel"][()],
+                                f["observations/effort"][()], f["action"][()])
+        for k, t in enumerate(ts):
+            for i, side in enumerate(("left", "right")):
+                _, p, v, e = latest(sent[f"/follower_{side}/joint_states"], t)
+                want = np.append(p[:6], (p[7] - g.follower_position_close) / (g.follower_position_open - g.follower_position_close))
+                np.testing.assert_array_equal(qpos[k, 7 * i:7 * i + 7], want)
+                np.testing.assert_array_equal(qvel[k, 7 * i:7 * i + 6], v[:6])
+                np.testing.assert_array_equal(eff[k, 7 * i:7 * i + 7], e[:7])
+                _, lp, _, _ = latest(sent[f"/leader_{side}/joint_states"], t)
+                want = np.append(lp[:6], (lp[6] - g.leader_joint_close) / (g.leader_joint_open - g.leader_joint_close))
+                np.testing.assert_array_equal(act[k, 7 * i:7 * i + 7], want)
+            _, fill = latest(sent["/cam_high/camera/color/image_rect_raw"], t)
+            want = TS.deserialize_cdr(image_cdr(0, fill=fill), IMG).data.reshape(12, 16, 3)
+            np.testing.assert_array_equal(f["observations/images/cam_high"][k], want)
+        assert set(f["observations/images"]) == {"cam_high", "cam_left_wrist"}
+
+
+def test_dataset_statistics_and_value_targets(tmp_path):
+    record_episode(tmp_path / "bags", seed=1, outcome="success")
+    record_episode(tmp_path / "bags", seed=2, outcome="failure", t0=50 * S)
+    infos = convert_bags([tmp_path / "bags"], tmp_path / "ds", SPEC, SETTINGS, progress=False)
+    assert [i.path.name for i in infos] == ["episode_0.hdf5", "episode_1.hdf5"]
+    stats = json.loads((tmp_path / "ds" / "dataset_statistics.json").read_text())
+    acts = np.concatenate([h5py.File(i.path)["action"][()] for i in infos])
+    np.testing.assert_allclose(stats["actions_mean"], acts.mean(0))
+    np.testing.assert_allclose(stats["actions_max"], acts.max(0))
+    assert len(stats["proprio_std"]) == 14 and stats["num_episodes"] == 2
+    ok = episode_samples(infos[0].path, chunk=10)
+    bad = episode_samples(infos[1].path, chunk=10)
+    assert ok[-1].value == pytest.approx(1.0) and ok[0].value < 1.0 and ok[0].actions.shape == (10, 14)
+    assert all(s.value == -1.0 for s in bad)
+    assert value_returns(3, 1.0, 0.5).tolist() == [2 * 0.25 - 1, 2 * 0.5 - 1, 1.0]
+
+
+def test_truncated_or_foreign_bags_convert_nothing(tmp_path):
+    record_episode(tmp_path / "bags", seed=1)
+    record_episode(tmp_path / "bags", seed=2, t0=50 * S)
+    mcap = tmp_path / "bags" / "episode_0001" / "episode_0001.mcap"
+    mcap.write_bytes(mcap.read_bytes()[:-5000])
+    with pytest.raises(BagError) as err:
+        convert_bags([tmp_path / "bags"], tmp_path / "ds", SPEC, SETTINGS, progress=False)
+    assert "episode_0001" in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "ds").exists() or not list((tmp_path / "ds").iterdir())
+
+    w = BagWriter(tmp_path / "foreign")               # a bag of some other robot
+    w.add_topic("/turtle1/pose", "std_msgs/msg/String")
+    w.write("/turtle1/pose", 1, TS.serialize_cdr(TS.types["std_msgs/msg/String"]("x"), "std_msgs/msg/String"))
+    w.close()
+    with pytest.raises(BagError, match="not an ALOHA episode bag: no messages on /follower_left/joint_states"):
+        convert_bag(tmp_path / "foreign", tmp_path / "f.hdf5", SPEC, SETTINGS)
+    assert not list(tmp_path.glob("*.hdf5")) and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_camera_dropout_is_an_error_not_a_silent_repeat(tmp_path):
+    s = EpisodeSession(tmp_path / "bags")
+    s.command("start", 0)
+    for k in range(100):
+        t = k * 10_000_000
+        for role in ("follower", "leader"):
+            for side in ("left", "right"):
+                s.write(f"/{role}_{side}/joint_states", JS, t, joint_state_cdr(t, np.zeros(9)))
+        if k < 30 or k > 80:                      # 0.5 s gap
+            s.write("/cam_high/camera/color/image_rect_raw", IMG, t, image_cdr(t))
+    s.command("stop", 10**9)
+    with pytest.raises(BagError, match="camera cam_high: no message for 0.2. s .*dropped out"):
+        convert_bag(tmp_path / "bags" / "episode_0000", tmp_path / "x.hdf5", SPEC, SETTINGS)
+    assert not list(tmp_path.glob("*.hdf5")) and not list(tmp_path.glob(".*"))

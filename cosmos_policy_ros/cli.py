@@ -23,6 +23,9 @@ from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
 # Further tools, loaded only when called: name -> (module, help).
 TOOLS: dict[str, tuple[str, str]] = {
     "demo": ("cosmos_policy_ros.demo", "run the simulated ALOHA demo and report what it measured"),
+    "convert": ("cosmos_policy_ros.data.convert_cmd", "episode bags -> ALOHA HDF5 episodes + dataset statistics"),
+    "bag-info": ("cosmos_policy_ros.data.bag_info_cmd", "topics, counts and labels of bags; recover killed recordings"),
+    "episodes": ("cosmos_policy_ros.data.episodes_cmd", "list, label and plot recorded or converted episodes"),
 }
 
 

@@ -179,3 +179,58 @@ def test_sigkill_mid_episode_keeps_every_flushed_message(tmp_path, ros_context):
     assert recorded and all(r in seen for r in recorded)
     starts = [bag.deserialize(m) for m in bag.messages(["/cosmos/episode_event"])]
     assert starts[0].event == "start" and starts[0].kind == "policy"
+
+
+@pytest.mark.slow
+def test_scripted_teleop_auto_records_a_labelled_episode_that_converts(tmp_path):
+    """sim + scripted teleop + recorder over DDS: gripper squeeze starts the bag, the HDF5 actions
+    are the operator's plan (leader joint states through the robot config's gripper constants)."""
+    import h5py
+
+    from cosmos_policy_ros.data.convert import EpisodeSpec, convert_bags
+    from cosmos_policy_ros.data.manifest import Manifest
+    from cosmos_policy_ros.data.recording_config import ConvertSettings
+    from cosmos_policy_ros.data.scripted_operator import ScriptedOperator
+    from cosmos_policy_ros.perception.cameras import load_cameras
+    from cosmos_policy_ros.robot.aloha import AlohaRobot
+
+    log = open(tmp_path / "nodes.log", "w")
+    procs = [_start("cosmos_policy_ros.nodes.sim_node", "width:=64", "height:=48", log=log),
+             _start("cosmos_policy_ros.nodes.recorder_node", f"bag_dir:={tmp_path / 'bags'}", "task:=transfer_cube",
+                    log=log),
+             _start("cosmos_policy_ros.nodes.teleop_node", "episodes:=1", "steps:=100", "seed:=5", log=log)]
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            m = Manifest(tmp_path / "bags") if (tmp_path / "bags" / "episodes.json").exists() else None
+            if m and m.episodes and m.episodes[0].status == "complete":
+                break
+            time.sleep(0.5)
+    finally:
+        for p in procs:
+            _stop(p)
+        log.close()
+    text = (tmp_path / "nodes.log").read_text()
+    rec = Manifest(tmp_path / "bags").episodes[0]
+    assert rec.status == "complete" and rec.kind == "teleop" and rec.outcome in ("success", "failure"), text[-3000:]
+    assert "both leader grippers closed: starting an episode" in text
+
+    robot = AlohaRobot.from_yaml()
+    # A loaded CI machine can stall the wall-clock sim for a few hundred ms: relax the dropout limits.
+    settings = ConvertSettings(max_state_age_s=1.0, max_image_age_s=1.0, image_compression="none")
+    (info,) = convert_bags([tmp_path / "bags"], tmp_path / "ds", EpisodeSpec(robot, load_cameras()), settings,
+                           progress=False)
+    plan = ScriptedOperator(robot, "transfer_cube").plan(5, 100).actions
+    with h5py.File(info.path) as f:
+        act = f["action"][()]
+        assert f.attrs["outcome"] == rec.outcome and f.attrs["action_source"] == "leader"
+        assert f["observations/images/cam_high"].shape[1:] == (48, 64, 3)
+        assert act.shape[0] >= 80  # 100 steps at 50 Hz (+ squeeze and settle), minus stream start-up
+    # every arm's half of every action row is an operator action (squeeze pose or a planned step) to
+    # float precision; the two arms are separate topics, so a step may pair neighbouring plan steps
+    squeeze = plan[0].copy()
+    squeeze[[6, 13]] = 0.0
+    candidates = np.vstack([squeeze, plan])
+    for arm in (slice(0, 7), slice(7, 14)):
+        err = np.abs(act[:, None, arm] - candidates[None, :, arm]).max(axis=2).min(axis=1)
+        assert err.max() < 1e-9, err.max()

@@ -24,6 +24,7 @@ Run: python -m cosmos_policy_ros.nodes.executor_node --ros-args -p backend:=sim 
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 
@@ -134,6 +135,14 @@ class ExecutorNode(Node):
             time.sleep(0.05)
             if self.loop.priority_error:
                 self.get_logger().warn(self.loop.priority_error)
+            else:
+                # The loop thread needs the GIL: a callback thread preempted by other processes while
+                # holding it would stall the loop (priority inversion), so the spinning (calling)
+                # thread runs real-time too, one level below the loop.
+                try:
+                    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(max(1, self.cfg.loop_priority - 1)))
+                except OSError as exc:
+                    self.get_logger().warn(f"callback thread stays at normal priority: {exc}")
         if self.cfg.autostart:
             self._autostart_timer = self.create_timer(0.1, self._try_autostart)
 
@@ -147,6 +156,8 @@ class ExecutorNode(Node):
         q = self.backend.read()
         if q is not None:
             self.core.on_measured(q, now)
+        elif getattr(self.backend, "last_error", ""):
+            self.get_logger().error(self.backend.last_error, throttle_duration_sec=1.0)
         out = self.core.tick(now)
         apply_tick(out, self.backend)
         if out.request:
@@ -220,7 +231,7 @@ def main(args=None) -> int:
     rclpy.init(args=args)
     try:
         node = ExecutorNode()
-    except (ConfigError, ImportError, OSError) as exc:
+    except (ConfigError, ImportError, OSError, RuntimeError) as exc:  # incl. DynamixelError
         print(f"cosmos_executor: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2

@@ -123,7 +123,7 @@ def test_chunks_in_50hz_commands_out(ros_context, executor_proc):
         print(f"executor loop (own stats): mean period {st.loop_period_mean_s * 1e3:.3f} ms, |error| p50 "
               f"{st.loop_period_p50_error_s * 1e3:.3f} ms p99 {st.loop_period_p99_error_s * 1e3:.3f} ms, "
               f"overruns {st.loop_overruns}")
-    assert 47.5 <= rate <= 52.5
+    assert 46.0 <= rate <= 54.0  # 50 Hz; margin for a shared, loaded CI machine
     assert len(got["right"]["group"]) >= 0.95 * len(times)
     arm = np.array([m.cmd for _, m in got["left"]["group"]])
     assert arm.shape[1] == 6 and all(m.name == "arm" for _, m in got["left"]["group"])

@@ -1,1 +1,2 @@
-"""inference"""
+"""Inference on top of the model core: PolicyEngine (engine), best-of-N scoring (planning),
+value aggregation (value), dataset-statistics normalisation (normalization), image preprocessing."""

@@ -63,6 +63,11 @@ class CosmosPolicyModel(nn.Module):
                          ema: bool = False) -> None:
         """DiT weights from `dit_path` (`net.` keys); VAE from `vae_path` or `vae.`/`tokenizer.` keys of dit_path."""
         ckpt.load_into(self.net, dit_path, ema=ema, prefixes=("net.",))
+        if vae_path is None:
+            keys = ckpt.read_state_dict(dit_path).keys()
+            if not any(k.startswith(("vae.", "tokenizer.")) for k in keys):
+                raise ckpt.CheckpointError(
+                    f"{dit_path}: no VAE weights (vae.*/tokenizer.* keys); pass the Wan2.1 tokenizer.pth as vae_path")
         ckpt.load_into(self.vae, vae_path or dit_path, prefixes=("vae.", "tokenizer."))
 
     def save(self, path: str | Path) -> None:

@@ -115,3 +115,15 @@ def test_cli_summary_and_error(tmp_path, tiny_model, capsys):
     assert cli_main([str(path), "--config", str(CONFIG_DIR / "small.yaml")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "first bad key" in err and err.count("\n") == 1
+
+
+def test_dit_only_file_needs_vae_path(tmp_path, tiny_model, tiny_cfg):
+    dit = tmp_path / "dit.pt"
+    ckpt.save_checkpoint(tiny_model.net, dit)
+    vae = tmp_path / "tokenizer.pth"
+    torch.save(tiny_model.vae.state_dict(), vae)  # bare Wan2.1 keys, as the released tokenizer.pth
+    m = _fresh(tiny_cfg)
+    with pytest.raises(ckpt.CheckpointError, match="no VAE weights"):
+        m.load_checkpoints(dit)
+    m.load_checkpoints(dit, vae)
+    assert _equal(m.net, tiny_model.net) and _equal(m.vae, tiny_model.vae)

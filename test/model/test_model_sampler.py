@@ -104,3 +104,16 @@ def test_batch_equals_singles(tiny_model, tiny_cfg):
         assert torch.allclose(batched[i:i + 1], single, atol=1e-5), i
     capped = tiny_model.generate(given, mask, ctx, seeds, steps, max_batch=3)
     assert torch.allclose(capped, batched, atol=1e-5)
+
+
+def test_bf16_weights_run(tiny_cfg):
+    """The CUDA dtype (bf16 weights/activations, fp32 sampler state) works end to end on CPU too."""
+    from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
+    m = CosmosPolicyModel.build(tiny_cfg, "cpu", dtype=torch.bfloat16, seed=0)
+    assert m.net.x_embedder.proj[1].weight.dtype == torch.bfloat16
+    video = torch.randint(0, 255, (1, 3, 41, 64, 64), dtype=torch.uint8)
+    z = m.encode_video(video)
+    ctx = torch.randn(1, 8, tiny_cfg.dit.crossattn_emb_channels)
+    out = m.generate(z, L.condition_mask(m.layout, "policy", 1), ctx, [0], 3)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert torch.equal(out[:, :, :5], z[:, :, :5])

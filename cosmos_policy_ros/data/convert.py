@@ -144,14 +144,18 @@ def _read_streams(bag: Bag, topics: dict[str, str], image_topics: set[str], time
 
 
 def _episode_window(bag: Bag, streams: dict[str, _Stream]) -> tuple[int, int]:
+    """From the last start marker to the stop marker of the same episode (a latched marker of the
+    previous episode, as `ros2 bag record` may pick up, is ignored); bag bounds otherwise."""
     start, stop = bag.start_ns, bag.end_ns
     events = streams.get("__events__")
     if events is not None:
-        for t, e in zip(events.log_times, events.values):
-            if e.event == "start":
-                start = int(t)
-            elif e.event == "stop":
-                stop = int(t)
+        starts = [(int(t), e.episode_index) for t, e in zip(events.log_times, events.values) if e.event == "start"]
+        if starts:
+            start, index = starts[-1]
+            stops = [int(t) for t, e in zip(events.log_times, events.values)
+                     if e.event == "stop" and e.episode_index == index and t >= start]
+            if stops:
+                stop = stops[0]
     return start, stop
 
 

@@ -34,6 +34,8 @@ class AutoRecord:
 @dataclass
 class RecordSettings:
     bag_dir: str = "bags"
+    backend: Literal["auto", "rosbags", "ros2bag"] = "auto"
+    ros2_bag_args: list[str] = field(default_factory=list)
     flush_period_s: float = 0.5
     fsync: bool = False
     image_transport: Literal["raw", "compressed", "jpeg"] = "raw"
@@ -147,7 +149,13 @@ def recorded_topics(robot: AlohaRobot, cameras: CameraConfig, settings: RecordSe
     return out
 
 
-def ros2_bag_record_command(topics: list[RecordedTopic], output: str = "bags/episode_0000") -> str:
+def ros2_topic_names(topics: list[RecordedTopic]) -> list[str]:
+    """Topics `ros2 bag record` subscribes to (jpeg mode is the package recorder's own: raw there)."""
+    return [t.name for t in topics]
+
+
+def ros2_bag_record_command(topics: list[RecordedTopic], output: str = "bags/episode_0000",
+                            extra_args: list[str] | None = None) -> str:
     """The equivalent `ros2 bag record` line for a robot PC with the ROS 2 CLI (MCAP storage)."""
-    names = [t.bag_topic if not t.encode_jpeg else t.name for t in topics]
-    return shlex.join(["ros2", "bag", "record", "-s", "mcap", "-o", output, *names])
+    return shlex.join(["ros2", "bag", "record", "-s", "mcap", "-o", output, *(extra_args or []),
+                       *ros2_topic_names(topics)])

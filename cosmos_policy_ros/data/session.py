@@ -5,14 +5,20 @@ start opens ``<bag_dir>/episode_NNNN/`` and writes a start marker; data arrives 
 manifest entry; discard deletes the bag (the current one, or the last finished one); label sets
 outcome/value on the current episode (marker in the bag) or on the last finished one (manifest and
 the bag's metadata.yaml custom_data, since a closed MCAP file is not rewritten). No ROS imports.
+
+Two bag writers: ``rosbags`` (this package's :class:`BagWriter`, fed raw CDR by the recorder node)
+and ``ros2bag`` (one `ros2 bag record -s mcap` process per episode, where the ROS 2 CLI exists); the
+markers then reach the bag through the event topic, so ``on_marker`` is called before a bag closes.
 """
 from __future__ import annotations
 
 import json
 import math
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -20,6 +26,7 @@ from cosmos_policy_ros.data.bag_writer import BagWriter, OfferedQos
 from cosmos_policy_ros.data.manifest import KINDS, EpisodeRecord, Manifest, ManifestError, normalise_label
 from cosmos_policy_ros.data.msg_types import typestore
 from cosmos_policy_ros.data.recording_config import EVENT
+from cosmos_policy_ros.data.ros2_bag import Ros2BagProcess
 
 
 @dataclass
@@ -32,7 +39,16 @@ class CommandResult:
 
 class EpisodeSession:
     def __init__(self, bag_dir: str | Path, *, event_topic: str = "/cosmos/episode_event", fsync: bool = False,
-                 robot_info: dict | None = None, default_task: str = "", default_instruction: str = ""):
+                 robot_info: dict | None = None, default_task: str = "", default_instruction: str = "",
+                 backend: str = "rosbags", ros2_topics: list[str] | None = None, ros2_args: list[str] | None = None,
+                 on_marker: Callable[[dict], None] | None = None, marker_grace_s: float = 0.5):
+        if backend not in ("rosbags", "ros2bag"):
+            raise ValueError(f"backend must be rosbags or ros2bag, got {backend!r}")
+        self.backend = backend
+        self.ros2_topics = list(ros2_topics or [])
+        self.ros2_args = list(ros2_args or [])
+        self.on_marker = on_marker
+        self.marker_grace_s = marker_grace_s
         self.bag_dir = Path(bag_dir)
         self.bag_dir.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.bag_dir)
@@ -41,7 +57,7 @@ class EpisodeSession:
         self.robot_info = dict(robot_info or {})
         self.default_task = default_task
         self.default_instruction = default_instruction
-        self.writer: BagWriter | None = None
+        self.writer: BagWriter | Ros2BagProcess | None = None
         self.current: EpisodeRecord | None = None
         self.received: dict[str, int] = {}
         self._lock = threading.RLock()
@@ -54,7 +70,7 @@ class EpisodeSession:
     def write(self, topic: str, msgtype: str, t_ns: int, data: bytes, qos: OfferedQos | None = None) -> bool:
         """Write one message if an episode is being recorded; returns whether it was written."""
         with self._lock:
-            if self.writer is None:
+            if not isinstance(self.writer, BagWriter):
                 return False
             if not self.writer.has_topic(topic):
                 self.writer.add_topic(topic, msgtype, qos)
@@ -64,7 +80,7 @@ class EpisodeSession:
 
     def flush(self) -> None:
         with self._lock:
-            if self.writer is not None:
+            if isinstance(self.writer, BagWriter):
                 self.writer.flush()
 
     # ---- commands --------------------------------------------------------------------------
@@ -93,15 +109,23 @@ class EpisodeSession:
                 return CommandResult(False, f"kind must be teleop or policy, got {kind!r}")
             index = self.manifest.next_index()
             name = f"episode_{index:04d}"
-            self.writer = BagWriter(self.bag_dir / name, fsync=self.fsync)
-            self.writer.add_topic(self.event_topic, EVENT)
+            if self.backend == "ros2bag":
+                self.writer = Ros2BagProcess(self.bag_dir / name, self.ros2_topics, self.ros2_args)
+                try:
+                    self.writer.start()
+                except (OSError, RuntimeError) as exc:
+                    self.writer = None
+                    return CommandResult(False, f"cannot start ros2 bag record: {exc}")
+            else:
+                self.writer = BagWriter(self.bag_dir / name, fsync=self.fsync)
+                self.writer.add_topic(self.event_topic, EVENT)
             self.received = {}
             self.current = EpisodeRecord(index, name, kind, task or self.default_task,
                                          instruction or self.default_instruction, start_ns=int(t_ns),
                                          robot=self.robot_info)
             self.manifest.add(self.current)
             event = self._marker("start", t_ns)
-            self.writer.flush()  # the bag exists on disk with its start marker from the first moment
+            self.flush()  # the bag exists on disk with its start marker from the first moment
             return CommandResult(True, f"recording episode {index} into {self.writer.path}", index, event)
 
     def stop(self, t_ns: int, outcome: str = "", value: float = math.nan, reason: str = "command") -> CommandResult:
@@ -113,10 +137,18 @@ class EpisodeSession:
                 rec.outcome, rec.value = normalise_label(outcome, value)
             event = self._marker("stop", t_ns)
             rec.stop_ns, rec.stop_reason = int(t_ns), reason
-            for k, v in self._custom_data(rec).items():
-                self.writer.set_custom_data(k, v)
-            self.writer.close()
-            rec.message_counts = dict(self.writer.counts)
+            if isinstance(self.writer, BagWriter):
+                for k, v in self._custom_data(rec).items():
+                    self.writer.set_custom_data(k, v)
+                self.writer.close()
+                rec.message_counts = dict(self.writer.counts)
+            else:
+                time.sleep(self.marker_grace_s)  # the stop marker reaches ros2 bag before it closes
+                code = self.writer.stop()
+                self._update_metadata_custom_data(rec)
+                rec.message_counts = _counts_from_metadata(self.bag_dir / rec.bag)
+                if code != 0:
+                    rec.stop_reason = f"{reason}; ros2 bag record exited {code} (see {self.writer.log_path.name})"
             rec.status = "complete"
             self.writer, self.current = None, None
             self.manifest.save()
@@ -140,7 +172,7 @@ class EpisodeSession:
             rec.status, rec.stop_ns = "discarded", rec.stop_ns or int(t_ns)
             self.manifest.save()
             return CommandResult(True, f"episode {rec.index} discarded", rec.index,
-                                 self._event_fields("discard", rec, t_ns))
+                                 self._announce(self._event_fields("discard", rec, t_ns)))
 
     def label(self, t_ns: int, outcome: str, value: float = math.nan) -> CommandResult:
         with self._lock:
@@ -151,7 +183,7 @@ class EpisodeSession:
             if self.writer is not None:
                 event = self._marker("label", t_ns)
             else:
-                event = self._event_fields("label", rec, t_ns)
+                event = self._announce(self._event_fields("label", rec, t_ns))
                 self._update_metadata_custom_data(rec)
             self.manifest.save()
             return CommandResult(True, f"episode {rec.index} labelled {rec.outcome or 'unlabelled'}"
@@ -170,9 +202,17 @@ class EpisodeSession:
                 "task": rec.task, "instruction": rec.instruction}
 
     def _marker(self, event: str, t_ns: int) -> dict:
-        """Write an EpisodeEvent into the open bag (serialized like rclpy would) and return its fields."""
+        """Write an EpisodeEvent into the open bag (serialized like rclpy would) and publish it."""
         fields = self._event_fields(event, self.current, t_ns)
-        self.writer.write(self.event_topic, t_ns, serialize_event(fields))
+        if isinstance(self.writer, BagWriter):
+            self.writer.write(self.event_topic, t_ns, serialize_event(fields))
+        if self.on_marker is not None:
+            self.on_marker(fields)
+        return fields
+
+    def _announce(self, fields: dict) -> dict:
+        if self.on_marker is not None:
+            self.on_marker(fields)
         return fields
 
     def _custom_data(self, rec: EpisodeRecord) -> dict[str, str]:
@@ -191,6 +231,14 @@ class EpisodeSession:
         tmp = path.with_suffix(".yaml.tmp")
         tmp.write_text(yaml.safe_dump(data, default_flow_style=False, sort_keys=False))
         tmp.replace(path)
+
+
+def _counts_from_metadata(bag: Path) -> dict[str, int]:
+    try:
+        info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        return {t["topic_metadata"]["name"]: int(t["message_count"]) for t in info["topics_with_message_count"]}
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return {}
 
 
 def serialize_event(fields: dict) -> bytes:

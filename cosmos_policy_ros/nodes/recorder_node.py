@@ -26,7 +26,8 @@ from cosmos_policy_ros.data.auto_record import GripperCloseTrigger
 from cosmos_policy_ros.data.bag_writer import OfferedQos
 from cosmos_policy_ros.data.msg_types import has_type, typestore
 from cosmos_policy_ros.data.recording_config import (COMPRESSED, JOINT_STATE, RecordedTopic, load_recorder_config,
-                                                     recorded_topics)
+                                                     recorded_topics, ros2_topic_names)
+from cosmos_policy_ros.data.ros2_bag import ros2_cli
 from cosmos_policy_ros.data.session import EpisodeSession
 from cosmos_policy_ros.msg import EpisodeEvent
 from cosmos_policy_ros.nodes.common import declare, run_node
@@ -44,7 +45,7 @@ class RecorderNode(Node):
     def __init__(self):
         super().__init__("recorder")
         overrides = {}
-        for key in ("bag_dir", "image_transport"):
+        for key in ("bag_dir", "image_transport", "backend"):
             value = declare(self, key, "")
             if value:
                 overrides[key] = value
@@ -60,18 +61,27 @@ class RecorderNode(Node):
         g = self.robot.config.gripper
         robot_info = {"config": self.robot.config.name, "source": self.robot.config.source,
                       "gripper": {k: getattr(g, k) for k in g.__dataclass_fields__}}
+        backend = self.settings.backend
+        if backend == "auto":
+            backend = "ros2bag" if ros2_cli() else "rosbags"
+        elif backend == "ros2bag" and not ros2_cli():
+            raise cfg.ConfigError("record.backend: ros2bag, but no working `ros2 bag` is on PATH")
+        self.backend = backend
         self.session = EpisodeSession(self.settings.bag_dir, event_topic=self.settings.event_topic,
                                       fsync=self.settings.fsync, robot_info=robot_info,
                                       default_task=declare(self, "task", ""),
-                                      default_instruction=declare(self, "instruction", ""))
+                                      default_instruction=declare(self, "instruction", ""),
+                                      backend=backend, ros2_topics=ros2_topic_names(self.topics),
+                                      ros2_args=self.settings.ros2_bag_args, on_marker=self._publish_event)
         self.trigger = GripperCloseTrigger(g.leader_close_threshold, self.settings.auto_record.hold_s)
         self._ts = typestore()
         self._subs: dict[str, object] = {}
         self._warned: set[str] = set()
         self._leader_side = {t.name: t.source for t in self.topics if t.group == "leader"}
 
-        self.event_pub = self.create_publisher(EpisodeEvent, self.settings.event_topic, 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        # Latched: a `ros2 bag record` started for an episode still receives that episode's start marker.
+        self.event_pub = self.create_publisher(EpisodeEvent, self.settings.event_topic, latched)
         self.status_pub = self.create_publisher(String, self.settings.status_topic, latched)
         self.create_service(EpisodeCommand, self.settings.service, self._on_command)
         self.create_timer(0.25, self._discover)
@@ -80,7 +90,8 @@ class RecorderNode(Node):
         self._discover()
         self._publish_status()
         self.get_logger().info(
-            f"recording into {self.session.bag_dir} ({len(self.topics)} topics, images {self.settings.image_transport}, "
+            f"recording into {self.session.bag_dir} with {backend} ({len(self.topics)} topics, "
+            f"images {self.settings.image_transport}, "
             f"auto-record {'on' if self.settings.auto_record.enabled else 'off'}, flush every "
             f"{self.settings.flush_period_s:g} s); service {self.settings.service}")
 
@@ -90,6 +101,8 @@ class RecorderNode(Node):
         for t in self.topics:
             if t.name in self._subs or t.group == "event":
                 continue
+            if self.backend == "ros2bag" and t.group != "leader":
+                continue  # ros2 bag record subscribes itself; leader states still drive auto-record
             pubs = self.get_publishers_info_by_topic(t.name)
             if not pubs:
                 continue
@@ -154,8 +167,6 @@ class RecorderNode(Node):
         result = self.session.command(command, self.get_clock().now().nanoseconds, **kw)
         log = self.get_logger().info if result.success else self.get_logger().warning
         log(f"{command}: {result.message}")
-        if result.event is not None:
-            self._publish_event(result.event)
         if command in ("start", "stop") and result.success:
             self.trigger.disarm()  # a still-closed pair of grippers must open before the next auto start
         self._publish_status()

@@ -1,7 +1,12 @@
 """Episode state machine and auto-record trigger, without ROS."""
 from __future__ import annotations
 
+import json
 import math
+import os
+import stat
+import sys
+import time
 
 import yaml
 from bag_fixtures import joint_state_cdr
@@ -74,3 +79,60 @@ def test_gripper_trigger_needs_both_closed_for_hold_and_rearms_after_open():
     tr.update("left", 1.0, 0.5)                      # opened: re-armed
     tr.update("left", 1.1, -0.05)
     assert tr.update("right", 1.5, -0.05)
+
+
+FAKE_ROS2 = '''#!{python}
+"""Stand-in for `ros2` (no ROS 2 CLI here): logs its argv, writes a bag like rosbag2 does on SIGINT."""
+import json, signal, sys, time
+args = sys.argv[1:]
+if args[:3] == ["bag", "record", "--help"]:
+    sys.exit(0)
+out = args[args.index("-o") + 1]
+open(out + ".argv.json", "w").write(json.dumps(args))
+def finish(*_):
+    from cosmos_policy_ros.data.bag_writer import BagWriter
+    w = BagWriter(out)
+    w.add_topic("/cosmos/episode_event", "cosmos_policy_ros/msg/EpisodeEvent")
+    w.close()
+    sys.exit(0)
+signal.signal(signal.SIGINT, finish)
+while True:
+    time.sleep(0.05)
+'''
+
+
+def test_ros2_bag_backend_runs_one_ros2_bag_record_per_episode(tmp_path, monkeypatch):
+    from cosmos_policy_ros.data import ros2_bag
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    exe = bindir / "ros2"
+    exe.write_text(FAKE_ROS2.format(python=sys.executable))
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    ros2_bag.ros2_cli.cache_clear()
+    try:
+        assert ros2_bag.ros2_cli() == str(exe)
+        markers = []
+        s = EpisodeSession(tmp_path / "bags", backend="ros2bag", ros2_topics=["/a", "/cosmos/episode_event"],
+                           ros2_args=["--max-cache-size", "0"], on_marker=markers.append, marker_grace_s=0.0)
+        r = s.command("start", 1, kind="teleop")
+        assert r.success, r.message
+        assert not s.write("/a", JS, 2, b"x")  # ros2 bag subscribes itself
+        argv_file = tmp_path / "bags" / "episode_0000.argv.json"
+        deadline = time.monotonic() + 10
+        while not argv_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert json.loads(argv_file.read_text()) == ["bag", "record", "-s", "mcap", "-o",
+                                                      str(tmp_path / "bags" / "episode_0000"),
+                                                      "--max-cache-size", "0", "/a", "/cosmos/episode_event"]
+        r = s.command("stop", 5, outcome="success")
+        assert r.success, r.message
+        assert [m["event"] for m in markers] == ["start", "stop"]  # published before ros2 bag stopped
+        bag = open_bag(tmp_path / "bags" / "episode_0000")
+        assert bag.custom_data["outcome"] == "success"
+        assert Manifest(tmp_path / "bags").get(0).message_counts == {"/cosmos/episode_event": 0}
+        s.command("start", 10)
+        assert s.command("discard", 11).success and not (tmp_path / "bags" / "episode_0001").exists()
+    finally:
+        ros2_bag.ros2_cli.cache_clear()

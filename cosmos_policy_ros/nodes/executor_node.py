@@ -134,7 +134,7 @@ class ExecutorNode(Node):
         if self.cfg.loop_priority:
             time.sleep(0.05)
             if self.loop.priority_error:
-                self.get_logger().warn(self.loop.priority_error)
+                self.get_logger().warning(self.loop.priority_error)
             else:
                 # The loop thread needs the GIL: a callback thread preempted by other processes while
                 # holding it would stall the loop (priority inversion), so the spinning (calling)
@@ -142,7 +142,7 @@ class ExecutorNode(Node):
                 try:
                     os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(max(1, self.cfg.loop_priority - 1)))
                 except OSError as exc:
-                    self.get_logger().warn(f"callback thread stays at normal priority: {exc}")
+                    self.get_logger().warning(f"callback thread stays at normal priority: {exc}")
         if self.cfg.autostart:
             self._autostart_timer = self.create_timer(0.1, self._try_autostart)
 
@@ -181,7 +181,7 @@ class ExecutorNode(Node):
             return
         ok, reason = self.core.on_chunk(chunk, now)
         if not ok:
-            self.get_logger().warn(reason, throttle_duration_sec=1.0)
+            self.get_logger().warning(reason, throttle_duration_sec=1.0)
 
     def _on_joint_state(self, side: int, msg: JointState) -> None:
         try:
@@ -198,12 +198,12 @@ class ExecutorNode(Node):
         ok, message = getattr(self.core, name)(self.now_s())
         res.success, res.message = bool(ok), message
         if not ok:
-            self.get_logger().warn(f"{name} refused: {message}")
+            self.get_logger().warning(f"{name} refused: {message}")
         return res
 
     def _publish_status(self) -> None:
         for level, line in self.core.drain_events():
-            getattr(self.get_logger(), {"warn": "warn", "error": "error"}.get(level, "info"))(line)
+            getattr(self.get_logger(), {"warn": "warning", "error": "error"}.get(level, "info"))(line)
         now = self.now_s()
         s = self.core.status(now)
         loop = self.loop.stats.summary()

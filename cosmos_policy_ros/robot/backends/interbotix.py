@@ -46,7 +46,7 @@ class InterbotixBackend(Backend):
             single_pub.publish(JointSingleCommand(name=self.gripper_name, cmd=gripper_rad))
 
     def set_torque(self, enabled: bool) -> None:
-        self.node.get_logger().warn(
+        self.node.get_logger().warning(
             f"interbotix backend: torque {'on' if enabled else 'off'} is not switched by the executor; "
             "use the xs_sdk torque_enable service / sleep.py")
 

@@ -241,13 +241,20 @@ class WanVAE(nn.Module):
         shape = (1, -1, 1, 1, 1)
         return self.latent_mean.to(dtype).view(shape), self.latent_std.to(dtype).view(shape)
 
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """video (B,3,1+4k,H,W) in [-1,1] -> normalised latents (B,z,1+k,H/8,W/8) float32."""
+    def encode(self, video: torch.Tensor, temporal_window: int = 4) -> torch.Tensor:
+        """video (B,3,1+4k,H,W) in [-1,1] -> normalised latents (B,z,1+k,H/8,W/8) float32.
+
+        Frame 0 alone, then chunks of `temporal_window` frames (a multiple of 4; the result does
+        not depend on it up to float rounding, only peak memory does).
+        """
         if (video.shape[2] - 1) % 4:
             raise ValueError(f"need 1+4k pixel frames, got {video.shape[2]}")
+        if temporal_window < 4 or temporal_window % 4:
+            raise ValueError("temporal_window must be a positive multiple of 4")
         x = video.to(self.dtype)
         cache = _Cache()
-        chunks = [x[:, :, :1]] + [x[:, :, i:i + 4] for i in range(1, x.shape[2], 4)]
+        w = temporal_window
+        chunks = [x[:, :, :1]] + [x[:, :, i:i + w] for i in range(1, x.shape[2], w)]
         out = torch.cat([self.encoder(c, cache) for c in chunks], dim=2)
         mu = self.conv1(out).chunk(2, dim=1)[0]
         mean, std = self._stats(mu.dtype)

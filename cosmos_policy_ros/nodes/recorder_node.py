@@ -14,7 +14,9 @@ import io
 import json
 import math
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -78,6 +80,12 @@ class RecorderNode(Node):
         self._subs: dict[str, object] = {}
         self._warned: set[str] = set()
         self._leader_side = {t.name: t.source for t in self.topics if t.group == "leader"}
+        # JPEG encoding (image_transport: jpeg) runs off the executor thread so joint states keep flowing;
+        # Pillow releases the GIL while encoding. Pending encodes are drained before a stop.
+        self._encoder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="jpeg") \
+            if self.settings.image_transport == "jpeg" else None
+        self._pending: set[Future] = set()
+        self._pending_lock = threading.Lock()
 
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         # Latched: a `ros2 bag record` started for an episode still receives that episode's start marker.
@@ -135,8 +143,28 @@ class RecorderNode(Node):
             self._auto_record(topic, t_ns, raw)
         if not self.session.recording:
             return
-        data = self._to_jpeg(raw) if topic.encode_jpeg else raw
-        self.session.write(topic.bag_topic, topic.bag_type, t_ns, data, qos)
+        if topic.encode_jpeg:
+            fut = self._encoder.submit(self._encode_and_write, topic, qos, t_ns, raw)
+            with self._pending_lock:
+                self._pending.add(fut)
+            fut.add_done_callback(self._encoded)
+            return
+        self.session.write(topic.bag_topic, topic.bag_type, t_ns, raw, qos)
+
+    def _encode_and_write(self, topic: RecordedTopic, qos: OfferedQos, t_ns: int, raw: bytes) -> None:
+        self.session.write(topic.bag_topic, topic.bag_type, t_ns, self._to_jpeg(raw), qos)
+
+    def _encoded(self, fut: Future) -> None:
+        with self._pending_lock:
+            self._pending.discard(fut)
+        if fut.exception() is not None:
+            self.get_logger().error(f"jpeg encoding failed: {fut.exception()}")
+
+    def _drain(self) -> None:
+        with self._pending_lock:
+            pending = list(self._pending)
+        for fut in pending:
+            fut.exception(timeout=10)
 
     def _to_jpeg(self, raw: bytes) -> bytes:
         from PIL import Image as PILImage
@@ -164,6 +192,8 @@ class RecorderNode(Node):
 
     # ---- episodes -------------------------------------------------------------------------------
     def _run_command(self, command: str, **kw):
+        if command in ("stop", "discard", "label"):
+            self._drain()  # images received before the command belong to the episode
         result = self.session.command(command, self.get_clock().now().nanoseconds, **kw)
         log = self.get_logger().info if result.success else self.get_logger().warning
         log(f"{command}: {result.message}")
@@ -208,7 +238,10 @@ class RecorderNode(Node):
         self.status_pub.publish(String(data=json.dumps(status)))
 
     def close(self) -> None:
+        self._drain()
         self.session.close(self.get_clock().now().nanoseconds)
+        if self._encoder is not None:
+            self._encoder.shutdown(wait=True)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -202,8 +202,25 @@ class ExecutorNode(Node):
         return res
 
     def _publish_status(self) -> None:
+        try:
+            self._log_events()
+            self._publish_status_msg()
+        except Exception as exc:  # noqa: BLE001 - diagnostics must never take the node down
+            self.get_logger().error(f"status publishing failed: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=5.0)
+
+    def _log_events(self) -> None:
+        # One call site per severity: rclpy refuses a different severity from the same call site.
+        log = self.get_logger()
         for level, line in self.core.drain_events():
-            getattr(self.get_logger(), {"warn": "warning", "error": "error"}.get(level, "info"))(line)
+            if level == "error":
+                log.error(line)
+            elif level == "warn":
+                log.warning(line)
+            else:
+                log.info(line)
+
+    def _publish_status_msg(self) -> None:
         now = self.now_s()
         s = self.core.status(now)
         loop = self.loop.stats.summary()

@@ -73,7 +73,7 @@ class _Arm:
         if not ok or not self.port.setBaudRate(self.baudrate):
             raise DynamixelError(f"{self.where()}: cannot open port at {self.baudrate} baud")
         for i in self.all_ids:
-            _, res, _ = self.ph.ping(self.port, i)
+            _, res, _ = self._retry(lambda i=i: self.ph.ping(self.port, i))
             if res != self.sdk.COMM_SUCCESS:
                 raise DynamixelError(f"{self.where(i)}: no reply to ping ({self.ph.getTxRxResult(res)})")
         self.reader = self.sdk.GroupSyncRead(self.port, self.ph, ADDR_PRESENT_POSITION, 4)
@@ -84,16 +84,26 @@ class _Arm:
     # register helpers that turn every failure into one line
     def read_reg(self, dxl_id: int, addr: int, size: int) -> int:
         fn = {1: self.ph.read1ByteTxRx, 2: self.ph.read2ByteTxRx, 4: self.ph.read4ByteTxRx}[size]
-        value, res, err = fn(self.port, dxl_id, addr)
+        value, res, err = self._retry(lambda: fn(self.port, dxl_id, addr))
         if res != self.sdk.COMM_SUCCESS or err:
             raise DynamixelError(f"{self.where(dxl_id)}: read {addr}: {self._why(res, err)}")
         return value
 
     def write_reg(self, dxl_id: int, addr: int, size: int, value: int) -> None:
         fn = {1: self.ph.write1ByteTxRx, 2: self.ph.write2ByteTxRx, 4: self.ph.write4ByteTxRx}[size]
-        res, err = fn(self.port, dxl_id, addr, value)
+        res, err = self._retry(lambda: fn(self.port, dxl_id, addr, value))
         if res != self.sdk.COMM_SUCCESS or err:
             raise DynamixelError(f"{self.where(dxl_id)}: write {addr}={value}: {self._why(res, err)}")
+
+    def _retry(self, call, attempts: int = 3):
+        """Bring-up transactions retry on bus errors (lost/garbled status packets happen on real
+        ALOHA buses, Interbotix/aloha#14); motor error bytes are returned at once."""
+        for _ in range(attempts):
+            out = call()
+            res = out[1] if len(out) == 3 else out[0]
+            if res == self.sdk.COMM_SUCCESS:
+                return out
+        return out
 
     def _why(self, res: int, err: int) -> str:
         return self.ph.getTxRxResult(res) if res != self.sdk.COMM_SUCCESS else self.ph.getRxPacketError(err)

@@ -6,7 +6,7 @@ import json
 import h5py
 import numpy as np
 import pytest
-from bag_fixtures import TS, image_cdr, joint_state_cdr
+from bag_fixtures import TS, image_cdr, joint_state_cdr, record_episode
 
 from cosmos_policy_ros.data.bag_reader import BagError
 from cosmos_policy_ros.data.bag_writer import BagWriter
@@ -23,29 +23,6 @@ S = 10**9
 ROBOT = AlohaRobot.from_yaml()
 SPEC = EpisodeSpec(ROBOT, load_cameras())
 SETTINGS = ConvertSettings(image_compression="none")
-
-
-def record_episode(bag_dir, seconds=1.0, t0=5 * S, seed=0, outcome="success", cams=("cam_high", "cam_left_wrist")):
-    """A teleop episode through the recorder's session: returns what was 'published' per topic."""
-    rng = np.random.default_rng(seed)
-    s = EpisodeSession(bag_dir, default_task="transfer_cube")
-    s.command("start", t0, kind="teleop")
-    sent = {}
-    for k in range(int(seconds * 100)):           # joint states at 100 Hz, 3 ms after the grid
-        t = t0 + 3_000_000 + k * 10_000_000
-        for role in ("follower", "leader"):
-            for side in ("left", "right"):
-                topic = f"/{role}_{side}/joint_states"
-                pos, vel, eff = rng.normal(size=9), rng.normal(size=9), rng.normal(size=9)
-                s.write(topic, JS, t, joint_state_cdr(t, pos, vel, eff))
-                sent.setdefault(topic, []).append((t, pos, vel, eff))
-        if k % 4 == 0:                             # cameras at 25 Hz
-            for i, cam in enumerate(cams):
-                topic = f"/{cam}/camera/color/image_rect_raw"
-                s.write(topic, IMG, t + 1_000_000, image_cdr(t, fill=k + i))
-                sent.setdefault(topic, []).append((t + 1_000_000, k + i))
-    s.command("stop", t0 + int(seconds * S), outcome=outcome)
-    return sent
 
 
 def latest(items, t):

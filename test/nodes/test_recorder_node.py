@@ -234,3 +234,40 @@ def test_scripted_teleop_auto_records_a_labelled_episode_that_converts(tmp_path)
     for arm in (slice(0, 7), slice(7, 14)):
         err = np.abs(act[:, None, arm] - candidates[None, :, arm]).max(axis=2).min(axis=1)
         assert err.max() < 1e-9, err.max()
+
+
+def test_jpeg_mode_records_compressed_images(tmp_path, ros_context):
+    """image_transport jpeg: raw camera topics are stored as sensor_msgs/CompressedImage on <topic>/compressed."""
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
+
+    from cosmos_policy_ros.data.bag_reader import open_bag
+    from cosmos_policy_ros.data.convert import _decode_image
+    from cosmos_policy_ros.perception.image_codec import fill_image
+
+    rec = _start("cosmos_policy_ros.nodes.recorder_node", f"bag_dir:={tmp_path}", "auto_record:=false",
+                 "image_transport:=jpeg")
+    c = Client(ros_context, "jpeg_test_client")
+    topic = "/cam_high/camera/color/image_rect_raw"
+    pub = c.node.create_publisher(Image, topic, QoSProfile(depth=10))
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:, :32] = (200, 40, 90)
+    try:
+        assert c.spin(lambda: topic in c.latest().get("subscribed", []), 30), c.latest()
+        assert c.spin(lambda: pub.get_subscription_count() >= 1, 10)
+        assert c.call(command="start").success
+        for _ in range(5):
+            pub.publish(fill_image(Image(), frame))
+            c.spin(lambda: False, 0.03)
+        assert c.spin(lambda: c.latest().get("received", {}).get(topic + "/compressed", 0) >= 5, 15), c.latest()
+        assert c.call(command="stop").success
+    finally:
+        c.node.destroy_node()
+        print(_stop(rec))
+    bag = open_bag(tmp_path / "episode_0000")
+    info = bag.topics[topic + "/compressed"]
+    assert info.msgtype == "sensor_msgs/msg/CompressedImage" and info.count == 5 and topic not in bag.topics
+    msg = bag.deserialize(next(bag.messages([topic + "/compressed"])))
+    assert msg.format.endswith("jpeg compressed bgr8")
+    rgb = _decode_image(msg, info.msgtype)
+    assert rgb.shape == frame.shape and np.abs(rgb.astype(int) - frame).mean() < 4

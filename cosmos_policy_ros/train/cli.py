@@ -1,0 +1,122 @@
+"""`cosmos-aloha train`: prepare (encode) the demos, train the DiT, checkpoint, resume, export a bundle.
+
+    cosmos-aloha train --config config/train/sim_small.yaml --data DEMO_DIR --run RUN_DIR [--minutes M]
+    cosmos-aloha train --run RUN_DIR --resume [--minutes M]       continue from RUN_DIR/latest
+    cosmos-aloha train --run RUN_DIR --export OUT_DIR             bundle the latest checkpoint for inference
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+from cosmos_policy_ros.model.config import config_to_dict, model_config_from_dict
+
+from . import checkpointing as ck
+from .config import load_recipe, train_config_from_dict
+from .instruction_embeddings import stand_in_embedding
+from .prepare import prepare_dataset, sample_set
+from .trainer import Trainer, build_for_run
+
+
+def _context(cfg, instruction: str) -> torch.Tensor:
+    return stand_in_embedding(instruction, cfg.text_len, cfg.dit.crossattn_emb_channels)
+
+
+def start(config: str | Path, data: str | Path, run: str | Path, overrides: dict | None = None,
+          device: str | None = None, progress: bool = True) -> Trainer:
+    """Fresh run: build (seeded), encode the demos into the run dir, return a ready Trainer."""
+    mcfg, tcfg = load_recipe(config)
+    if overrides:
+        tcfg = dataclasses.replace(tcfg, **overrides)
+        tcfg.validate()
+    torch.set_num_threads(tcfg.threads)
+    model = build_for_run(mcfg, tcfg.seed, "cpu")
+    new_cfg, stats, instruction = prepare_dataset(data, run, mcfg, tcfg, model, progress=progress)
+    model.cfg = new_cfg
+    model.vae.latent_mean.copy_(torch.tensor(new_cfg.vae.latent_mean))
+    model.vae.latent_std.copy_(torch.tensor(new_cfg.vae.latent_std))
+    data_set = sample_set(run, config_to_dict(new_cfg))
+    return Trainer(model, data_set, _context(new_cfg, instruction), tcfg, run, stats, instruction, device)
+
+
+def resume(run: str | Path, device: str | None = None, overrides: dict | None = None) -> Trainer:
+    """Rebuild a Trainer from RUN/latest (weights, optimizer, EMA, RNG states, step, history)."""
+    d = ck.latest_checkpoint(run)
+    if d is None:
+        raise FileNotFoundError(f"{run}: no checkpoint to resume (RUN/latest missing)")
+    _, _, meta = ck.read_checkpoint(d)
+    mcfg = model_config_from_dict(meta["model"], str(d))
+    tdict = dict(meta["train"])
+    tdict.update(overrides or {})
+    tcfg = train_config_from_dict(tdict, str(d))
+    torch.set_num_threads(tcfg.threads)
+    model = build_for_run(mcfg, tcfg.seed, "cpu")
+    tr = Trainer(model, sample_set(run, meta["model"]), _context(mcfg, meta["instruction"]), tcfg, run,
+                 meta["stats"], meta["instruction"], device)
+    tr.load_state(d)
+    return tr
+
+
+def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None) -> Path:
+    """Inference bundle: model.safetensors (net, net_ema, vae), policy.json, statistics, embeddings, loss plot."""
+    d = Path(ckpt) if ckpt else ck.latest_checkpoint(run)
+    if d is None:
+        raise FileNotFoundError(f"{run}: no checkpoint to export")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((d / ck.META_FILE).read_text())
+    shutil.copy2(d / ck.MODEL_FILE, out / ck.MODEL_FILE)
+    shutil.copy2(d / ck.EMBED_FILE, out / ck.EMBED_FILE)
+    (out / "dataset_statistics.json").write_text(json.dumps(meta["stats"], indent=1))
+    policy = {k: meta[k] for k in ("model", "train", "instruction", "step", "elapsed_s")}
+    policy["files"] = {"checkpoint": ck.MODEL_FILE, "stats": "dataset_statistics.json",
+                       "t5_embeddings": ck.EMBED_FILE, "ema": True}
+    (out / "policy.json").write_text(json.dumps(policy, indent=1))
+    (out / "history.json").write_text(json.dumps(meta["history"]))
+    if (Path(run) / "loss.png").is_file():
+        shutil.copy2(Path(run) / "loss.png", out / "loss.png")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="cosmos-aloha train", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="config/train/<recipe>.yaml (fresh run)")
+    p.add_argument("--data", help="directory of ALOHA HDF5 episodes (fresh run)")
+    p.add_argument("--run", required=True, help="run directory (dataset cache, checkpoints, loss.png)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--steps", type=int, help="override train.steps")
+    p.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this much training time")
+    p.add_argument("--max-episodes", type=int)
+    p.add_argument("--device")
+    p.add_argument("--export", metavar="OUT_DIR", help="export the latest checkpoint as an inference bundle")
+    p.add_argument("--no-progress", action="store_true")
+    ns = p.parse_args(argv)
+    try:
+        if ns.export:
+            print(f"exported {export(ns.run, ns.export)}")
+            return 0
+        over = {k: v for k, v in (("steps", ns.steps), ("max_episodes", ns.max_episodes)) if v is not None}
+        if ns.resume:
+            tr = resume(ns.run, ns.device, over)
+        else:
+            if not ns.config or not ns.data:
+                p.error("a fresh run needs --config and --data (or --resume)")
+            tr = start(ns.config, ns.data, ns.run, over, ns.device, progress=not ns.no_progress)
+        tr.fit(time_budget_s=ns.minutes * 60 if ns.minutes else None, progress=not ns.no_progress)
+        last = tr.history[-1] if tr.history else {}
+        print(f"step {tr.step}, {tr.elapsed:.0f} s, loss {last.get('loss', float('nan')):.4f}, "
+              f"checkpoint {ck.latest_checkpoint(ns.run)}")
+        return 0
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Training configuration from config/train/*.yaml: a `model:` section (ModelConfig) and a `train:` section.
+
+The model section is inline so a training recipe is one file and a checkpoint's JSON can carry the
+exact config it was trained with (including VAE latent statistics measured in stage 1).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from cosmos_policy_ros.model.config import ConfigError, ModelConfig, load_model_config, model_config_from_dict
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str = "transfer_cube"
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 100
+    final_lr_factor: float = 0.3
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    mix: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    loss_scale: float = 10.0
+    p_mean: float = 1.3862943611198906
+    p_std: float = 1.2
+    uniform_prob: float = 0.3
+    uniform_range: tuple[float, float] = (1.0, 85.0)
+    gamma: float = 0.998
+    sample_stride: int = 1
+    checkpoint_every_s: float = 300.0
+    log_every: int = 10
+    threads: int = 2
+    max_episodes: int = 0          # 0 = all episodes in the directory
+
+    def validate(self) -> None:
+        if abs(sum(self.mix) - 1.0) > 1e-6 or any(m < 0 for m in self.mix):
+            raise ValueError("mix must be three non-negative fractions summing to 1")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError("ema_decay must be in [0, 1)")
+        for name in ("steps", "batch_size", "sample_stride", "threads", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0 < self.gamma <= 1:
+            raise ValueError("gamma must be in (0, 1]")
+
+
+def train_config_from_dict(d: Mapping[str, Any] | None, source: str = "<dict>") -> TrainConfig:
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    kwargs = {}
+    for k, v in (d or {}).items():
+        if k not in fields:
+            raise ConfigError(f"{source}: train.{k}: unknown key (known: {', '.join(sorted(fields))})")
+        default = getattr(TrainConfig, k)
+        if isinstance(default, tuple):
+            if not isinstance(v, (list, tuple)) or len(v) != len(default):
+                raise ConfigError(f"{source}: train.{k}: expected a list of {len(default)} numbers")
+            v = tuple(float(x) for x in v)
+        elif isinstance(default, bool) or isinstance(v, bool):
+            raise ConfigError(f"{source}: train.{k}: unexpected boolean")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if not isinstance(v, int):
+                raise ConfigError(f"{source}: train.{k}: expected an integer, got {v!r}")
+        elif isinstance(default, float):
+            if not isinstance(v, (int, float)):
+                raise ConfigError(f"{source}: train.{k}: expected a number, got {v!r}")
+            v = float(v)
+        elif isinstance(default, str) and not isinstance(v, str):
+            raise ConfigError(f"{source}: train.{k}: expected a string, got {v!r}")
+        kwargs[k] = v
+    cfg = TrainConfig(**kwargs)
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise ConfigError(f"{source}: train: {exc}") from None
+    return cfg
+
+
+def train_config_to_dict(cfg: TrainConfig) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def load_recipe(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
+    """config/train/<name>.yaml -> (ModelConfig, TrainConfig). `model:` may be inline or a path to a model YAML."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: training config not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, Mapping) or "model" not in raw:
+        raise ConfigError(f"{path}: missing top-level key 'model'")
+    extra = set(raw) - {"model", "train"}
+    if extra:
+        raise ConfigError(f"{path}: unknown top-level key {sorted(extra)[0]!r}")
+    m = raw["model"]
+    if isinstance(m, str):
+        mpath = Path(m) if Path(m).is_absolute() else (path.parent / m)
+        if not mpath.exists():
+            mpath = Path(m)
+        mcfg = load_model_config(mpath)
+    else:
+        mcfg = model_config_from_dict(m, str(path))
+    return mcfg, train_config_from_dict(raw.get("train"), str(path))

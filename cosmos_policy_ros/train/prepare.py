@@ -1,0 +1,93 @@
+"""Dataset preparation: HDF5 episodes -> statistics, sample table and cached VAE latents in the run dir.
+
+Also measures the per-channel mean/std of the (frozen) VAE's latents on these images and folds them
+into the model config, so the diffusion sees unit-scale latents, as Wan2.1's released statistics
+do for its own VAE. Everything lands in `<run>/dataset.safetensors` + JSON, so resuming never
+re-encodes and is bit-exact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from cosmos_policy_ros.data.stats import compute_statistics
+from cosmos_policy_ros.inference.normalization import DatasetStats
+from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_config_from_dict
+from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
+
+from .config import TrainConfig
+from .dataset import LatentSampleSet, SampleTable, plan_samples
+from .hdf5_episodes import list_episodes, read_episode
+from .latent_cache import encode_prefixes
+
+DATASET_FILE = "dataset.safetensors"
+DATASET_JSON = "dataset.json"
+
+
+def with_latent_stats(cfg: ModelConfig, mean: torch.Tensor, std: torch.Tensor) -> ModelConfig:
+    """Fold measured stats of currently-normalised latents into the VAE config (z' = (z - mean)/std)."""
+    old_m = torch.tensor(cfg.vae.latent_mean)
+    old_s = torch.tensor(cfg.vae.latent_std)
+    new_m = old_m + mean * old_s
+    new_s = old_s * std
+    vae = dataclasses.replace(cfg.vae, latent_mean=tuple(float(x) for x in new_m),
+                              latent_std=tuple(float(x) for x in new_s))
+    return dataclasses.replace(cfg, vae=vae)
+
+
+def prepare_dataset(data_dir: str | Path, run_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                    model: CosmosPolicyModel, progress: bool = True) -> tuple[ModelConfig, dict, str]:
+    """Encode and cache; returns (model config with latent stats, dataset stats dict, instruction)."""
+    run = Path(run_dir)
+    files = list_episodes(data_dir)
+    if train_cfg.max_episodes:
+        files = files[: train_cfg.max_episodes]
+    lay = model.layout
+    episodes = [read_episode(p, lay.cameras) for p in files]
+    for ep in episodes:
+        for cam, arr in ep.images.items():
+            if arr.shape[1:3] != (model_cfg.layout.image_size,) * 2:
+                raise ValueError(f"{ep.path}: {cam} images are {arr.shape[1]}x{arr.shape[2]}, the model needs "
+                                 f"{model_cfg.layout.image_size}x{model_cfg.layout.image_size} (regenerate demos with --size)")
+    instructions = sorted({ep.instruction for ep in episodes})
+    if len(instructions) != 1:
+        raise ValueError(f"{data_dir}: expected one instruction across episodes, found {instructions}")
+    stats = compute_statistics([e.actions for e in episodes], [e.qpos for e in episodes])
+    table, frames = plan_samples(episodes, lay, DatasetStats.from_dict(stats), train_cfg.sample_stride, train_cfg.gamma)
+    images = {c: np.stack([episodes[e].images[c][t] for e, t in frames]) for c in lay.cameras}
+    cam, blank = encode_prefixes(model, images, progress=progress)
+    mean = cam.mean(dim=(0, 1, 3, 4))
+    std = cam.std(dim=(0, 1, 3, 4)).clamp_min(1e-3)
+    cam = (cam - mean[None, None, :, None, None]) / std[None, None, :, None, None]
+    blank = (blank - mean[:, None, None]) / std[:, None, None]
+    new_cfg = with_latent_stats(model_cfg, mean, std)
+    tensors = {f"table.{k}": v for k, v in table.as_tensors().items()}
+    tensors.update({"cam_latents": cam.contiguous(), "blank": blank.contiguous()})
+    run.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(run / DATASET_FILE))
+    meta = {"data_dir": str(data_dir), "episodes": [str(p) for p in files], "samples": len(table),
+            "encoded_frames": len(frames), "instruction": instructions[0], "stats": stats,
+            "model": config_to_dict(new_cfg)}
+    (run / DATASET_JSON).write_text(json.dumps(meta, indent=1))
+    return new_cfg, stats, instructions[0]
+
+
+def load_prepared(run_dir: str | Path) -> tuple[LatentSampleSet | None, dict]:
+    """Read the cached dataset of a run (sample set is built once the layout is known)."""
+    run = Path(run_dir)
+    if not (run / DATASET_JSON).is_file():
+        raise FileNotFoundError(f"{run}: no prepared dataset ({DATASET_JSON} missing)")
+    return None, json.loads((run / DATASET_JSON).read_text())
+
+
+def sample_set(run_dir: str | Path, model_cfg_dict: dict) -> LatentSampleSet:
+    from cosmos_policy_ros.model.layout import LatentLayout
+    cfg = model_config_from_dict(model_cfg_dict, str(run_dir))
+    t = load_file(str(Path(run_dir) / DATASET_FILE))
+    table = SampleTable.from_tensors({k[len("table."):]: v for k, v in t.items() if k.startswith("table.")})
+    return LatentSampleSet(LatentLayout.from_config(cfg.layout), table, t["cam_latents"], t["blank"])

@@ -10,6 +10,16 @@ from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "model"
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny tensors gain nothing from 2 threads, and OpenMP spin-waits badly when the 2-core test
+    machine is shared (measured ~7x slower wall time under load); restore afterwards."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
 @pytest.fixture(scope="session")
 def tiny_cfg():
     return load_model_config(CONFIG_DIR / "tiny_test.yaml")

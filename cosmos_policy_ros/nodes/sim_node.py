@@ -65,6 +65,9 @@ class SimNode(Node):
             value = declare(self, key, default)
             if value not in ("", 0, -2, 0.0):
                 overrides[key] = value
+        cams_param = declare(self, "cameras", "")  # comma-separated subset, "" = from the config
+        if cams_param:
+            overrides["cameras"] = [c.strip() for c in cams_param.split(",") if c.strip()]
         self.cfg = cfg.load(SimNodeConfig, declare(self, "config", "sim_node.yaml"), overrides)
         self.robot = AlohaRobot.from_yaml(declare(self, "robot_config", "robot/aloha_interbotix.yaml"))
         cams = load_cameras(declare(self, "camera_config", "cameras.yaml"))

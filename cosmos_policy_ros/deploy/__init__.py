@@ -1,0 +1,1 @@
+"""Deployment glue between the model core and the ROS nodes (no rclpy imports)."""

@@ -1,0 +1,94 @@
+"""Find everything a policy needs from one checkpoint path, and build the engine.
+
+A *bundle* is a folder with ``model.safetensors`` (net.* + vae.* weights), ``checkpoint.json``
+(model config, dataset statistics, default instruction, optional action period) and
+``instruction_embeddings.pt`` (T5 embeddings) — what our trainer writes for every checkpoint. A
+training run folder works too (its ``latest`` checkpoint is used). A bare weights file (e.g. the
+released 2B checkpoint) needs the model config, statistics and T5 file named explicitly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cosmos_policy_ros.config import ConfigError, share_dir
+
+MODEL_FILE = "model.safetensors"
+META_FILE = "checkpoint.json"
+EMBED_FILE = "instruction_embeddings.pt"
+BUNDLED_CHECKPOINT = "checkpoints/aloha_sim_small"
+
+
+@dataclass
+class BundlePaths:
+    weights: Path
+    model_config: Path | dict
+    stats: Path | dict
+    t5_embeddings: Path
+    instruction: str
+    action_period_s: float | None
+    checkpoint_id: str
+    model_name: str
+
+
+def default_checkpoint() -> Path:
+    """The small checkpoint shipped with the package (trained on scripted sim demonstrations)."""
+    return share_dir() / BUNDLED_CHECKPOINT
+
+
+def resolve_bundle(checkpoint: str | Path = "", model_config: str | Path = "", stats: str | Path = "",
+                   t5_embeddings: str | Path = "") -> BundlePaths:
+    """Resolve a checkpoint folder / run folder / weights file into the four inputs of the engine."""
+    path = Path(checkpoint).expanduser() if str(checkpoint) else default_checkpoint()
+    if not path.exists():
+        hint = " (the bundled checkpoint is missing from this install)" if not str(checkpoint) else ""
+        raise ConfigError(f"{path}: checkpoint not found{hint}")
+    meta: dict = {}
+    if path.is_dir():
+        if (path / "latest").is_file():  # a training run folder
+            path = path / "checkpoints" / (path / "latest").read_text().strip()
+        if not (path / META_FILE).is_file() or not (path / MODEL_FILE).is_file():
+            raise ConfigError(f"{path}: not a checkpoint folder (needs {MODEL_FILE} and {META_FILE})")
+        try:
+            meta = json.loads((path / META_FILE).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path / META_FILE}: unreadable checkpoint metadata ({exc})") from None
+        weights = path / MODEL_FILE
+        embed = path / EMBED_FILE
+    else:
+        weights, embed = path, None
+    cfg_src = Path(model_config) if str(model_config) else meta.get("model")
+    stats_src = Path(stats) if str(stats) else meta.get("stats")
+    t5_src = Path(t5_embeddings) if str(t5_embeddings) else embed
+    for name, value in (("model_config", cfg_src), ("stats", stats_src), ("t5_embeddings", t5_src)):
+        if value is None:
+            raise ConfigError(f"{weights}: a bare weights file needs the {name} parameter")
+    if isinstance(cfg_src, Path) and not cfg_src.is_file():
+        cfg_src = share_dir() / "config" / "model" / cfg_src
+        if not cfg_src.is_file():
+            raise ConfigError(f"{model_config}: model config not found")
+    model_name = (meta.get("model") or {}).get("name", "") if isinstance(meta.get("model"), dict) else ""
+    step = meta.get("step")
+    return BundlePaths(weights, cfg_src, stats_src, Path(t5_src), meta.get("instruction", ""),
+                       meta.get("action_period_s"), _checkpoint_id(weights, step), model_name or Path(weights).stem)
+
+
+def _checkpoint_id(weights: Path, step) -> str:
+    """Short content hash (first 8 MB) so logs and recorded chunks say which weights acted."""
+    h = hashlib.sha256()
+    with open(weights, "rb") as f:
+        h.update(f.read(8 << 20))
+    return h.hexdigest()[:12] + (f"@{step}" if step is not None else "")
+
+
+def build_engine(paths: BundlePaths, planning: BundlePaths | None = None, device: str | None = None):
+    """PolicyEngine from resolved paths (torch and the model core are imported here, not at node import)."""
+    from cosmos_policy_ros.inference.engine import PolicyEngine
+    from cosmos_policy_ros.model.config import load_model_config, model_config_from_dict
+
+    cfg = (model_config_from_dict(paths.model_config, str(paths.weights)) if isinstance(paths.model_config, dict)
+           else load_model_config(paths.model_config))
+    return PolicyEngine.from_files(cfg, paths.weights, paths.stats, paths.t5_embeddings,
+                                   planning_checkpoint=planning.weights if planning else None, device=device)

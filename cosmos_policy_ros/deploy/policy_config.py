@@ -1,0 +1,54 @@
+"""Schema of config/policy.yaml (see the file for what each key means)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from cosmos_policy_ros import config as cfg
+
+DEFAULT_POLICY_CONFIG = "policy.yaml"
+
+
+@dataclass
+class PolicyTopics:
+    action_chunk: str = "/cosmos/action_chunk"
+    chunk_request: str = "/cosmos/chunk_request"
+    value: str = "/cosmos/policy/value"
+    status: str = "/cosmos/policy/status"
+
+
+@dataclass
+class PolicyNodeConfig:
+    trigger: Literal["request", "continuous"] = "request"
+    max_obs_age_s: float = 0.5
+    max_skew_s: float = 0.15
+    seed: int = 0
+    seed_mode: Literal["fixed", "increment"] = "increment"
+    action_period_s: float = 0.04
+    steps: int = 0
+    warmup: bool = True
+    device: str = ""
+    torch_threads: int = 0
+    refuse_log_period_s: float = 2.0
+    topics: PolicyTopics = field(default_factory=PolicyTopics)
+
+    def validate(self) -> None:
+        for key in ("max_obs_age_s", "max_skew_s", "action_period_s", "refuse_log_period_s"):
+            if getattr(self, key) <= 0:
+                raise cfg.ConfigError(f"{key}: must be positive, got {getattr(self, key)}")
+        if self.torch_threads < 0:
+            raise cfg.ConfigError(f"torch_threads: must be >= 0, got {self.torch_threads}")
+        if self.steps < 0:
+            raise cfg.ConfigError(f"steps: must be >= 0, got {self.steps}")
+
+
+def apply_torch_threads(n: int) -> int:
+    """Set torch's CPU thread count (0 = cores - 1, at most 4) and return it."""
+    import os
+
+    import torch
+
+    if n == 0:
+        n = max(1, min(4, (os.cpu_count() or 2) - 1))
+    torch.set_num_threads(n)
+    return n

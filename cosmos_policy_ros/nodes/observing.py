@@ -1,0 +1,175 @@
+"""Shared wiring of the policy and planner nodes: observation subscriptions and the worker thread.
+
+Subscriptions only convert and store samples (ObservationCache); all model work runs in one worker
+thread, never in a callback, so a slow inference never blocks message intake. The worker computes
+a chunk when the executor asks (/cosmos/chunk_request) or back to back, and refuses — saying why on
+/cosmos/policy/status and in a throttled log line — whenever the observation is not fresh.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32, Header, String
+
+from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros.deploy.bundle import build_engine, resolve_bundle
+from cosmos_policy_ros.deploy.policy_config import DEFAULT_POLICY_CONFIG, PolicyNodeConfig, apply_torch_threads
+from cosmos_policy_ros.msg import ActionChunk
+from cosmos_policy_ros.nodes.common import declare
+from cosmos_policy_ros.perception.cameras import load_cameras
+from cosmos_policy_ros.perception.image_codec import ImageFormatError, image_to_rgb
+from cosmos_policy_ros.perception.observation_cache import NotReady, ObservationCache
+from cosmos_policy_ros.robot.aloha import AlohaRobot
+
+
+def _stamp_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class ObservingNode(Node):
+    """Base node: loads robot/camera/policy configs and the checkpoint, feeds the cache, runs the worker."""
+
+    def __init__(self, name: str, checkpoint_param: str = "checkpoint"):
+        super().__init__(name)
+        self.pcfg = cfg.load(PolicyNodeConfig, declare(self, "config", DEFAULT_POLICY_CONFIG),
+                             {k: v for k, v in (("trigger", declare(self, "trigger", "")),) if v})
+        self.robot = AlohaRobot.from_yaml(declare(self, "robot_config", "robot/aloha_interbotix.yaml"))
+        self.cams = load_cameras(declare(self, "camera_config", "cameras.yaml"))
+        declare(self, "task", "")
+        self.bundle = resolve_bundle(declare(self, checkpoint_param, ""), declare(self, "model_config", ""),
+                                     declare(self, "stats", ""), declare(self, "t5_embeddings", ""))
+        self.instruction = declare(self, "instruction", "") or self.bundle.instruction
+        self.period_s = float(self.bundle.action_period_s or self.pcfg.action_period_s)
+        apply_torch_threads(self.pcfg.torch_threads)
+        self.engine = self.load_engine()
+        model_cams = list(self.engine.layout.cameras)
+        missing = [c for c in model_cams if c not in self.cams.cameras]
+        if missing:
+            raise cfg.ConfigError(f"the model needs camera(s) {missing}, not in the camera config")
+        self.text_check()
+        self.cache = ObservationCache(model_cams, model_cams, self.pcfg.max_obs_age_s, self.pcfg.max_skew_s,
+                                      tuple(self.robot.config.arms))
+        for cam in model_cams:
+            self.create_subscription(Image, self.cams.topic(cam), lambda m, c=cam: self._on_image(c, m),
+                                     qos_profile_sensor_data)
+        for side in self.robot.config.arms:
+            self.create_subscription(JointState, self.robot.follower_topic(side, "joint_states"),
+                                     lambda m, s=side: self._on_joints(s, m), qos_profile_sensor_data)
+        t = self.pcfg.topics
+        self.create_subscription(Header, t.chunk_request, self._on_request, 10)
+        self.chunk_pub = self.create_publisher(ActionChunk, t.action_chunk, 10)
+        self.value_pub = self.create_publisher(Float32, t.value, 10)
+        self.status_pub = self.create_publisher(String, t.status, 10)
+        self.sequence = 0
+        self.published = 0
+        self.refusals = 0
+        self._request = threading.Event()
+        self._running = True
+        self._last_refusal_log = 0.0
+        if self.pcfg.warmup:
+            self.warmup()
+        self._worker = threading.Thread(target=self._work, name=f"{name}_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"{self.bundle.model_name} ({self.bundle.checkpoint_id}) ready: cameras {model_cams}, "
+            f"instruction {self.instruction!r}, action period {self.period_s * 1000:.0f} ms, trigger {self.pcfg.trigger}")
+
+    # ---- overridden by the policy / planner ---------------------------------------------------
+    def load_engine(self):
+        return build_engine(self.bundle, device=self.pcfg.device or None)
+
+    def compute(self, obs: dict, seed: int):
+        """Return (ActionChunk message, value) for one observation."""
+        raise NotImplementedError
+
+    # ---- common --------------------------------------------------------------------------------
+    def text_check(self) -> None:
+        try:
+            self.engine.text.batch([self.instruction])
+        except (KeyError, ValueError) as exc:
+            raise cfg.ConfigError(f"instruction {self.instruction!r}: {exc}") from None
+
+    def now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def warmup(self) -> None:
+        import numpy as np
+
+        size = self.engine.cfg.layout.image_size
+        obs = {"images": {c: np.zeros((size, size, 3), np.uint8) for c in self.engine.layout.cameras},
+               "proprio": self.robot.pose14("start"), "instruction": self.instruction}
+        t0 = time.perf_counter()
+        self.compute(obs, self.pcfg.seed)
+        self.get_logger().info(f"warm-up inference {time.perf_counter() - t0:.2f} s")
+
+    def _on_image(self, cam: str, msg) -> None:
+        try:
+            self.cache.put_image(cam, _stamp_s(msg.header.stamp), image_to_rgb(msg), self.now_s())
+        except ImageFormatError as exc:
+            self.get_logger().error(f"{cam}: {exc}", throttle_duration_sec=5.0)
+
+    def _on_joints(self, side: str, msg) -> None:
+        try:
+            q7 = self.robot.arm_state_from_joint_state(list(msg.name), list(msg.position))
+            self.cache.put_arm(side, _stamp_s(msg.header.stamp), q7, self.now_s())
+        except ValueError as exc:
+            self.get_logger().error(f"{side} joint_states: {exc}", throttle_duration_sec=5.0)
+
+    def _on_request(self, _msg) -> None:
+        self._request.set()
+
+    def _work(self) -> None:
+        while self._running and self.context.ok():
+            if self.pcfg.trigger == "request" and not self._request.wait(0.1):
+                continue
+            obs = self.cache.build(self.now_s())
+            if isinstance(obs, NotReady):
+                self._refuse(obs.reason)
+                time.sleep(0.05)
+                continue
+            self._request.clear()
+            seed = self.pcfg.seed + (self.sequence if self.pcfg.seed_mode == "increment" else 0)
+            t0 = time.perf_counter()
+            try:
+                msg, value = self.compute({"images": obs.images, "proprio": obs.qpos,
+                                           "instruction": self.instruction}, seed)
+            except Exception as exc:  # noqa: BLE001 - one line, keep serving
+                self.get_logger().error(f"inference failed: {type(exc).__name__}: {exc}")
+                time.sleep(0.5)
+                continue
+            stamp_ns = int(round(obs.stamp * 1e9))
+            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000
+            msg.trajectory.header.stamp = msg.header.stamp
+            msg.inference_latency_s = float(self.now_s() - obs.stamp)
+            msg.sequence = self.sequence
+            self.sequence += 1
+            if not (self._running and self.context.ok()):
+                return
+            self.chunk_pub.publish(msg)
+            self._publish_extras(msg)
+            self.value_pub.publish(Float32(data=float(value)))
+            self.published += 1
+            self.status_pub.publish(String(data=(
+                f"ok chunk {msg.sequence} latency {msg.inference_latency_s:.3f} s compute "
+                f"{time.perf_counter() - t0:.3f} s value {value:.3f}")))
+
+    def _publish_extras(self, chunk) -> None:
+        """Hook for nodes that publish more per chunk (the planner's PlanResult)."""
+
+    def _refuse(self, reason: str) -> None:
+        self.refusals += 1
+        self.status_pub.publish(String(data=f"not publishing: {reason}"))
+        now = time.monotonic()
+        if now - self._last_refusal_log >= self.pcfg.refuse_log_period_s:
+            self._last_refusal_log = now
+            self.get_logger().warning(f"not publishing: {reason}")
+
+    def close(self) -> None:
+        self._running = False
+        self._request.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=10)

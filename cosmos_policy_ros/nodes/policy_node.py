@@ -1,0 +1,37 @@
+"""Policy node: cameras + joint states in, Cosmos Policy action chunks out (direct deployment).
+
+Parameters: checkpoint (bundle folder; "" = the bundled small checkpoint), model_config / stats /
+t5_embeddings (only for bare weights files), instruction ("" = the checkpoint's), robot_config,
+camera_config, config (config/policy.yaml), trigger. Topics: see config/policy.yaml.
+"""
+from __future__ import annotations
+
+import sys
+
+from cosmos_policy_ros.deploy.chunks import fill_action_chunk
+from cosmos_policy_ros.msg import ActionChunk
+from cosmos_policy_ros.nodes.common import run_node
+from cosmos_policy_ros.nodes.observing import ObservingNode
+
+
+class PolicyNode(ObservingNode):
+    def __init__(self):
+        super().__init__("policy")
+
+    def compute(self, obs: dict, seed: int):
+        steps = self.pcfg.steps or None
+        out = self.engine.act(obs, seed=seed, steps=steps)
+        n_steps = steps or self.engine.cfg.sampler.action_steps
+        msg = fill_action_chunk(ActionChunk(), out.actions, self.robot.joint_names,
+                                ActionChunk().header.stamp, self.period_s, value=out.value, source="policy",
+                                model_name=self.bundle.model_name, checkpoint_id=self.bundle.checkpoint_id,
+                                instruction=self.instruction, num_steps=n_steps)
+        return msg, out.value
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(PolicyNode, args, name="policy")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -138,6 +138,23 @@ def test_normal_episode_records_every_published_message(tmp_path, ros_context):
     qos = (tmp_path / "episode_0000" / "metadata.yaml").read_text()
     assert "best_effort" in qos.lower() or "reliability: 2" in qos  # cam_low offered best effort: kept
 
+    # ... and the HDF5 made from it holds the published values (left follower qpos, bit for bit)
+    import h5py
+
+    from cosmos_policy_ros.data.convert import EpisodeSpec, convert_bag
+    from cosmos_policy_ros.data.recording_config import ConvertSettings
+    from cosmos_policy_ros.perception.cameras import load_cameras
+    from cosmos_policy_ros.robot.aloha import AlohaRobot
+
+    robot = AlohaRobot.from_yaml()
+    info = convert_bag(tmp_path / "episode_0000", tmp_path / "ep.hdf5", EpisodeSpec(robot, load_cameras()),
+                       ConvertSettings(max_state_age_s=1.0, max_image_age_s=1.0, image_compression="none"))
+    assert info.action_source == "leader" and len(info.cameras) == 4
+    published = {tuple(np.append(p[:6], robot.follower_finger_to_normalized(p[7]))) for p in sent_js}
+    with h5py.File(tmp_path / "ep.hdf5") as f:
+        rows = [tuple(r) for r in f["observations/qpos"][:, :7]]
+    assert rows and all(r in published for r in rows)
+
 
 @pytest.mark.slow
 def test_sigkill_mid_episode_keeps_every_flushed_message(tmp_path, ros_context):

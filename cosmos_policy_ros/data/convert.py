@@ -23,7 +23,7 @@ import numpy as np
 
 from cosmos_policy_ros.data.bag_reader import Bag, BagError, open_bag
 from cosmos_policy_ros.data.manifest import find_manifest_record
-from cosmos_policy_ros.data.recording_config import (COMPRESSED, EVENT, GROUP, IMAGE, JOINT_STATE, SINGLE,
+from cosmos_policy_ros.data.recording_config import (COMPRESSED, EVENT, IMAGE, JOINT_STATE,
                                                      ConvertSettings)
 from cosmos_policy_ros.perception.cameras import CameraConfig
 from cosmos_policy_ros.robot.aloha import AlohaRobot

@@ -313,7 +313,10 @@ def convert_bag(path: str | Path, out_path: str | Path, spec: EpisodeSpec, setti
                 "sim": "/sim/status" in bag.topics, "compress": False, "rate_hz": settings.rate_hz,
                 "task": label["task"], "task_description": label["instruction"] or label["task"],
                 "instruction": label["instruction"], "kind": label["kind"], "outcome": label["outcome"],
-                "success": label["outcome"] == "success",
+                # Unlabelled teleop episodes are demonstrations (upstream: R = 1 for demos); an
+                # unlabelled rollout is not a success. "labelled" tells the two cases apart.
+                "success": label["outcome"] == "success" or (label["outcome"] == "" and label["kind"] != "policy"),
+                "labelled": label["outcome"] in ("success", "failure"),
                 "success_score": float("nan") if label["value"] is None else float(label["value"]),
                 "episode_index": -1 if label["index"] is None else int(label["index"]),
                 "source_bag": str(bag.path), "action_source": action_src, "time_source": settings.time_source,

@@ -72,6 +72,24 @@ def test_dataset_statistics_and_value_targets(tmp_path):
     bad = episode_samples(infos[1].path, chunk=10)
     assert ok[-1].value == pytest.approx(1.0) and ok[0].value < 1.0 and ok[0].actions.shape == (10, 14)
     assert all(s.value == -1.0 for s in bad)
+    assert h5py.File(infos[0].path).attrs["labelled"] and not h5py.File(infos[1].path).attrs["success"]
+
+
+def test_unlabelled_teleop_is_a_demonstration_unlabelled_rollout_is_not(tmp_path):
+    for kind, want in (("teleop", True), ("policy", False)):
+        s = EpisodeSession(tmp_path / kind)
+        s.command("start", 0, kind=kind)
+        for k in range(30):
+            t = k * 10_000_000
+            for role in ("follower", "leader"):
+                for side in ("left", "right"):
+                    s.write(f"/{role}_{side}/joint_states", JS, t, joint_state_cdr(t, np.zeros(9)))
+            s.write("/cam_high/camera/color/image_rect_raw", IMG, t, image_cdr(t))
+        s.command("stop", 3 * 10**8)
+        info = convert_bag(tmp_path / kind / "episode_0000", tmp_path / f"{kind}.hdf5", SPEC,
+                           ConvertSettings(action_source="leader", image_compression="none"))
+        with h5py.File(info.path) as f:
+            assert bool(f.attrs["success"]) is want and not f.attrs["labelled"] and f.attrs["outcome"] == ""
     assert value_returns(3, 1.0, 0.5).tolist() == [2 * 0.25 - 1, 2 * 0.5 - 1, 1.0]
 
 

@@ -127,8 +127,18 @@ def resolve(mode: str, given: dict[str, str] | None = None, graph: GraphConfig |
 
 
 def _substitute(value, args: dict[str, str]):
+    """Replace $(arg x). A value that is exactly one $(arg x) whose text reads as a number or a
+    boolean becomes that type (ROS parameters are typed: width:=640 must arrive as an integer)."""
     if not isinstance(value, str):
         return value
+    whole = _ARG_RE.fullmatch(value)
+    if whole:
+        text = args[whole.group(1)]
+        try:
+            typed = yaml.safe_load(text) if text else text
+        except yaml.YAMLError:
+            typed = text
+        return typed if isinstance(typed, (bool, int, float)) else text
     return _ARG_RE.sub(lambda m: args[m.group(1)], value)
 
 

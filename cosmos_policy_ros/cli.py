@@ -23,6 +23,9 @@ from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
 # Further tools, loaded only when called: name -> (module, help).
 TOOLS: dict[str, tuple[str, str]] = {
     "demo": ("cosmos_policy_ros.demo", "run the simulated ALOHA demo and report what it measured"),
+    "gen-demos": ("cosmos_policy_ros.train.demos", "write scripted sim demonstrations as ALOHA HDF5 episodes"),
+    "train": ("cosmos_policy_ros.train.cli", "train / resume / export a Cosmos Policy checkpoint (policy, world, value)"),
+    "eval": ("cosmos_policy_ros.train.evaluate", "seeded in-process sim evaluation: success rate + Wilson CI + PNG strips"),
     "convert": ("cosmos_policy_ros.data.convert_cmd", "episode bags -> ALOHA HDF5 episodes + dataset statistics"),
     "bag-info": ("cosmos_policy_ros.data.bag_info_cmd", "topics, counts and labels of bags; recover killed recordings"),
     "episodes": ("cosmos_policy_ros.data.episodes_cmd", "list, label and plot recorded or converted episodes"),
@@ -106,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in TOOLS:  # tools parse their own arguments (options first included)
+        try:
+            return int(importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:]) or 0)
+        except cfg.ConfigError as exc:
+            print(f"cosmos-aloha {argv[0]}: {exc}", file=sys.stderr)
+            return 2
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
     if extra:  # name:=value after an option lands here (argparse does not intermix positionals)

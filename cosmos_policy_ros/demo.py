@@ -1,0 +1,205 @@
+"""`cosmos-aloha demo` (and `make demo`): the direct node graph on the simulated ALOHA, measured.
+
+Starts the same graph as `cosmos-aloha up direct --sim` (sim -> policy -> executor -> sim) in a
+private DDS domain on loopback, runs seeded episodes through the sim's reset service, and reports
+what it measured: success per episode, success rate with a Wilson interval, chunk latency, executor
+rate and safety interventions. With no trained checkpoint it says so and runs random weights — the
+arms move, nothing is solved, and the report says exactly that.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cosmos_policy_ros.deploy.bundle import default_checkpoint
+from cosmos_policy_ros.graph import load_graph, resolve
+from cosmos_policy_ros.ros_env import local_ros_env
+from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="cosmos-aloha demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--episodes", type=int, default=int(os.environ.get("DEMO_EPISODES", 5)))
+    p.add_argument("--task", default="transfer_cube")
+    p.add_argument("--checkpoint", default="", help="bundle folder (default: the bundled small checkpoint)")
+    p.add_argument("--episode-s", type=float, default=10.0, help="simulated seconds per episode")
+    p.add_argument("--seed", type=int, default=1000, help="first episode seed")
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--height", type=int, default=96)
+    p.add_argument("--camera-rate", type=float, default=12.5)
+    p.add_argument("--domain-id", type=int, default=None)
+    p.add_argument("--out", default="demo_out", help="folder for the report (JSON)")
+    p.add_argument("--verbose", action="store_true", help="show every node's output")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv if argv is not None else sys.argv[1:])
+    domain = a.domain_id if a.domain_id is not None else 100 + os.getpid() % 30
+    env = local_ros_env(domain_id=domain, force=True)
+    os.environ.update(env)
+    checkpoint = Path(a.checkpoint) if a.checkpoint else default_checkpoint()
+    note = ""
+    if not checkpoint.exists():
+        from cosmos_policy_ros.deploy.random_bundle import make_random_bundle
+
+        checkpoint = make_random_bundle(Path(tempfile.mkdtemp(prefix="cosmos_demo_")) / "random", "tiny_test")
+        note = ("NO TRAINED CHECKPOINT IS BUNDLED: running the graph with RANDOM weights. The arms move, "
+                "the task is not solved; success below is what random weights achieve.")
+        print(f"demo: {note}", flush=True)
+    given = {"use_sim": "true", "task": a.task, "policy_checkpoint": str(checkpoint), "autostart": "true",
+             "sim_width": str(a.width), "sim_height": str(a.height), "sim_camera_rate_hz": str(a.camera_rate)}
+    specs = resolve("direct", given, load_graph())
+    print(f"demo: graph 'direct' on the simulated ALOHA (ROS_DOMAIN_ID={domain}, loopback only): "
+          f"{', '.join(s.name for s in specs)}; checkpoint {checkpoint}", flush=True)
+    lines: list[str] = []
+    # node output is kept and shown only on failure (or with --verbose)
+    sup = Supervisor([(s.key, python_module_argv(s.module, s.ros_args())) for s in specs], env=env,
+                     out=(lambda line: print(line, flush=True)) if a.verbose else lines.append)
+    sup.start()
+    try:
+        report = _run_episodes(a, sup, checkpoint, note)
+    finally:
+        sup.request_stop("demo finished")
+        result = sup.wait(timeout=0)
+    if report is None:
+        print("\n".join(lines[-40:]))
+        print(f"demo: FAILED ({result.reason})", file=sys.stderr)
+        return 1
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "demo_report.json").write_text(json.dumps(report, indent=1))
+    _print_report(report)
+    print(f"demo: report written to {out / 'demo_report.json'}")
+    return 0
+
+
+def _run_episodes(a, sup: Supervisor, checkpoint: Path, note: str) -> dict | None:
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import String
+    from std_srvs.srv import Trigger
+
+    from cosmos_policy_ros.msg import ActionChunk, ExecutorStatus
+    from cosmos_policy_ros.srv import ResetEpisode
+
+    rclpy.init()
+    node = rclpy.create_node("cosmos_demo")
+    status, chunks, ex_status = [], [], []
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+
+    node.create_subscription(String, "/sim/status", lambda m: status.append(json.loads(m.data)),
+                             QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    node.create_subscription(ActionChunk, "/cosmos/action_chunk", chunks.append, 10)
+    node.create_subscription(ExecutorStatus, "/cosmos/executor/status", ex_status.append, 10)
+    reset = node.create_client(ResetEpisode, "/sim/reset")
+    stop = node.create_client(Trigger, "/cosmos/executor/stop")
+    start = node.create_client(Trigger, "/cosmos/executor/start")
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+
+    def spin(pred, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if pred():
+                return True
+            if any(c.proc.poll() is not None for c in sup.children):
+                dead = [c.name for c in sup.children if c.proc.poll() is not None]
+                print(f"demo: node(s) {dead} exited", file=sys.stderr)
+                return False
+            ex.spin_once(timeout_sec=0.05)
+        return pred()
+
+    def call(client, req, timeout=30.0):
+        if not client.wait_for_service(timeout_sec=timeout):
+            return None
+        fut = client.call_async(req)
+        return fut.result() if spin(fut.done, timeout) else None
+
+    episodes = []
+    try:
+        print("demo: waiting for the first action chunk (model warm-up)...", flush=True)
+        if not spin(lambda: len(chunks) > 0, 300):
+            return None
+        for i in range(a.episodes):
+            seed = a.seed + i
+            call(stop, Trigger.Request())
+            r = call(reset, ResetEpisode.Request(task=a.task, seed=seed))
+            if r is None or not r.success:
+                print(f"demo: reset failed: {r.message if r else 'no answer'}", file=sys.stderr)
+                return None
+            spin(lambda: status and status[-1]["seed"] == seed and status[-1]["step"] < 25, 20)
+            n_chunks = len(chunks)
+            call(start, Trigger.Request())
+            t0 = time.monotonic()
+            ok = spin(lambda: status and status[-1]["seed"] == seed and
+                      (status[-1]["success"] or status[-1]["time"] >= a.episode_s), 60 + a.episode_s * 30)
+            if not ok:
+                return None
+            s = status[-1]
+            ep_chunks = chunks[n_chunks:]
+            episodes.append({"seed": seed, "success": bool(s["success"]), "max_stage": s["max_stage"],
+                             "sim_time_s": s["time"], "wall_s": time.monotonic() - t0, "chunks": len(ep_chunks),
+                             "latency_s": [c.inference_latency_s for c in ep_chunks]})
+            print(f"demo: episode {i + 1}/{a.episodes} seed {seed}: {'SUCCESS' if s['success'] else 'failure'} "
+                  f"(stage {s['max_stage']}/4, {s['time']:.1f} s simulated, {len(ep_chunks)} chunks)", flush=True)
+        call(stop, Trigger.Request())
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+    lat = np.array([x for e in episodes for x in e["latency_s"]] or [math.nan])
+    last = ex_status[-1] if ex_status else None
+    succ = sum(e["success"] for e in episodes)
+    lo, hi = wilson(succ, len(episodes))
+    return {"note": note, "checkpoint": str(checkpoint), "task": a.task, "episodes": episodes,
+            "success_rate": succ / max(1, len(episodes)), "success_ci95": [lo, hi],
+            "chunk_latency_p50_s": float(np.nanpercentile(lat, 50)), "chunk_latency_p95_s": float(np.nanpercentile(lat, 95)),
+            "executor": None if last is None else {
+                "loop_period_mean_s": last.loop_period_mean_s, "loop_period_p99_error_s": last.loop_period_p99_error_s,
+                "interventions": last.interventions, "last_intervention": last.last_intervention,
+                "chunks_accepted": last.chunks_accepted, "chunks_rejected": last.chunks_rejected}}
+
+
+def _print_report(r: dict) -> None:
+    print("\n=== cosmos_policy_ros demo: direct policy on the simulated ALOHA ===")
+    if r["note"]:
+        print(f"NOTE: {r['note']}")
+    print(f"checkpoint: {r['checkpoint']}   task: {r['task']}")
+    print(f"{'seed':>6} {'result':>8} {'stage':>6} {'sim s':>6} {'wall s':>7} {'chunks':>7}")
+    for e in r["episodes"]:
+        print(f"{e['seed']:>6} {'success' if e['success'] else 'failure':>8} {e['max_stage']:>4}/4 "
+              f"{e['sim_time_s']:>6.1f} {e['wall_s']:>7.1f} {e['chunks']:>7}")
+    n = len(r["episodes"])
+    lo, hi = r["success_ci95"]
+    print(f"success: {round(r['success_rate'] * n)}/{n} = {r['success_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%})")
+    print(f"chunk latency (observation -> published): p50 {r['chunk_latency_p50_s'] * 1000:.0f} ms, "
+          f"p95 {r['chunk_latency_p95_s'] * 1000:.0f} ms")
+    ex = r["executor"]
+    if ex:
+        print(f"executor: mean period {ex['loop_period_mean_s'] * 1000:.1f} ms, p99 period error "
+              f"{ex['loop_period_p99_error_s'] * 1000:.1f} ms, chunks accepted {ex['chunks_accepted']}, rejected "
+              f"{ex['chunks_rejected']}, safety interventions {ex['interventions']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -121,7 +121,8 @@ def test_ros2_bag_backend_runs_one_ros2_bag_record_per_episode(tmp_path, monkeyp
         assert not s.write("/a", JS, 2, b"x")  # ros2 bag subscribes itself
         argv_file = tmp_path / "bags" / "episode_0000.argv.json"
         deadline = time.monotonic() + 10
-        while not argv_file.exists() and time.monotonic() < deadline:
+        # the stand-in ros2 writes the file after it starts: wait for complete JSON, not just the file
+        while time.monotonic() < deadline and not (argv_file.exists() and argv_file.read_text().endswith("]")):
             time.sleep(0.05)
         assert json.loads(argv_file.read_text()) == ["bag", "record", "-s", "mcap", "-o",
                                                       str(tmp_path / "bags" / "episode_0000"),

@@ -113,3 +113,11 @@ def test_unknown_argument_and_mode_fail_clearly():
         graph_mod.resolve("fly")
     with pytest.raises(graph_mod.cfg.ConfigError, match="use_sim: expected true, false or auto"):
         graph_mod.resolve("direct", {"use_sim": "maybe"})
+
+
+def test_every_graph_node_module_exists_and_has_main():
+    import importlib
+
+    for key, node in graph_mod.load_graph().nodes.items():
+        mod = importlib.import_module(node.module)
+        assert callable(getattr(mod, "main", None)), f"{key}: {node.module} has no main()"

@@ -45,7 +45,16 @@ def in_process(bundle: Path, n: int) -> tuple[list[float], object]:
     return times, engine
 
 
-def through_graph(bundle: Path, n: int, cams: list[str]) -> list[float]:
+def start_sim(cams: list[str]) -> subprocess.Popen:
+    from cosmos_policy_ros.ros_env import local_ros_env
+
+    return subprocess.Popen([sys.executable, "-m", "cosmos_policy_ros.nodes.sim_node", "--ros-args", "-p", "width:=128",
+                             "-p", "height:=96", "-p", "camera_rate_hz:=12.5", "-p", f"cameras:={','.join(cams)}"],
+                            env=local_ros_env(int(os.environ["ROS_DOMAIN_ID"])),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def through_graph(bundle: Path, n: int) -> list[float]:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -53,10 +62,7 @@ def through_graph(bundle: Path, n: int, cams: list[str]) -> list[float]:
     from cosmos_policy_ros.ros_env import local_ros_env
 
     env = local_ros_env(int(os.environ["ROS_DOMAIN_ID"]))
-    procs = [subprocess.Popen([sys.executable, "-m", "cosmos_policy_ros.nodes.sim_node", "--ros-args", "-p", "width:=128",
-                               "-p", "height:=96", "-p", "camera_rate_hz:=12.5", "-p", f"cameras:={','.join(cams)}"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-             subprocess.Popen([sys.executable, "-m", "cosmos_policy_ros.nodes.policy_node", "--ros-args",
+    procs = [subprocess.Popen([sys.executable, "-m", "cosmos_policy_ros.nodes.policy_node", "--ros-args",
                                "-p", f"checkpoint:={bundle}", "-p", "trigger:=continuous"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     rclpy.init()
@@ -109,8 +115,18 @@ def main() -> None:
     from cosmos_policy_ros.deploy.random_bundle import make_random_bundle
 
     bundle = make_random_bundle(Path(tempfile.mkdtemp()) / "b", a.config)
-    proc_t, engine = in_process(bundle, a.chunks)
-    graph_t = through_graph(bundle, a.chunks, list(engine.layout.cameras))
+    from cosmos_policy_ros.deploy.bundle import resolve_bundle
+    from cosmos_policy_ros.model.config import model_config_from_dict
+
+    cams = list(model_config_from_dict(resolve_bundle(bundle).model_config).layout.cameras)
+    sim = start_sim(cams)  # both measurements share the CPU with the rendering sim, as on a robot PC
+    try:
+        time.sleep(5)
+        proc_t, engine = in_process(bundle, a.chunks)
+        graph_t = through_graph(bundle, a.chunks)
+    finally:
+        sim.send_signal(2)
+        sim.wait(timeout=30)
     p50i, p50g = np.median(proc_t), np.median(graph_t)
     print(f"model config {a.config}, {os.cpu_count()} CPUs")
     print(f"in-process engine.act      p50 {p50i * 1000:7.1f} ms  (n={len(proc_t)})")

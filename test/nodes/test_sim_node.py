@@ -104,3 +104,53 @@ def test_sim_node_topics_commands_and_bad_input(sim_process, ros_context):
     finally:
         node.destroy_node()
     assert sim_process.poll() is None, "sim node died"
+
+
+def _sim(*params):
+    args = [sys.executable, "-m", "cosmos_policy_ros.nodes.sim_node", "--ros-args", "-p", "width:=64", "-p", "height:=48",
+            "-p", "cameras:=cam_high"]
+    for p in params:
+        args += ["-p", p]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+
+
+@pytest.mark.parametrize("mode", ["fast", "lockstep"])
+def test_sim_time_modes_publish_clock(mode, ros_context):
+    """fast: /clock runs ahead of wall time; lockstep: the sim advances with complete command sets."""
+    import rclpy
+    from interbotix_xs_msgs.msg import JointGroupCommand
+    from rclpy.executors import SingleThreadedExecutor
+    from rosgraph_msgs.msg import Clock
+
+    from helpers import spin_until
+
+    proc = _sim(f"time_mode:={mode}", "camera_rate_hz:=5.0")
+    node = rclpy.create_node(f"clock_listener_{mode}", context=ros_context)
+    clocks = []
+    node.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock.sec + m.clock.nanosec * 1e-9), 10)
+    pubs = {s: node.create_publisher(JointGroupCommand, f"/follower_{s}/commands/joint_group", 10) for s in ("left", "right")}
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    try:
+        assert spin_until(ex, lambda: len(clocks) >= 3, timeout=60), "no /clock"
+        t_wall, t_sim = time.monotonic(), clocks[-1]
+        if mode == "fast":
+            spin_until(ex, lambda: False, timeout=2.0)
+            assert clocks[-1] - t_sim > 1.5 * (time.monotonic() - t_wall), "fast mode is not faster than real time"
+        else:
+            # without commands the sim only steps on its timeout (0.2 s of wall time per 20 ms step)
+            spin_until(ex, lambda: False, timeout=2.0)
+            idle_rate = (clocks[-1] - t_sim) / (time.monotonic() - t_wall)
+            assert idle_rate < 0.2, f"lockstep sim ran at {idle_rate:.2f}x real time without commands"
+            t_wall, t_sim = time.monotonic(), clocks[-1]
+            for _ in range(40):
+                for p in pubs.values():
+                    p.publish(JointGroupCommand(name="arm", cmd=[0.0, -0.96, 1.16, 0.0, -0.3, 0.0]))
+                spin_until(ex, lambda: False, timeout=0.03)
+            driven = (clocks[-1] - t_sim) / (time.monotonic() - t_wall)
+            assert driven > 2 * idle_rate, f"commands did not drive the lockstep sim ({driven:.2f} vs {idle_rate:.2f})"
+    finally:
+        node.destroy_node()
+        proc.send_signal(2)
+        out = proc.communicate(timeout=20)[0]
+    assert f"{mode} time" in out

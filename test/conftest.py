@@ -17,6 +17,8 @@ apply_local_ros_env(int(os.environ["ROS_DOMAIN_ID"]))
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["model_fixtures"]
+
 
 @pytest.fixture
 def ros_context():

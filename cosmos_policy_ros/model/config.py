@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 # Wan2.1 VAE per-channel latent statistics (upstream tokenizers/wan2pt1.py; spec section 3.2).
 WAN21_LATENT_MEAN = (
@@ -24,8 +23,7 @@ WAN21_LATENT_STD = (
 )
 
 
-class ConfigError(ValueError):
-    """A model config file is malformed; the message names the file and the key."""
+from cosmos_policy_ros.config import ConfigError, read_yaml  # noqa: E402  (one error type for every config)
 
 
 @dataclass(frozen=True)
@@ -232,13 +230,8 @@ def model_config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> M
 def load_model_config(path: str | Path) -> ModelConfig:
     """Read config/model/<name>.yaml (top-level key `model`) into a validated ModelConfig."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, Mapping) or "model" not in raw:
+    raw = read_yaml(path)
+    if "model" not in raw:
         raise ConfigError(f"{path}: missing top-level key 'model'")
     extra = set(raw) - {"model"}
     if extra:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
+from cosmos_policy_ros.config import read_yaml
 from cosmos_policy_ros.model.config import ConfigError, ModelConfig, load_model_config, model_config_from_dict
 
 
@@ -91,13 +91,8 @@ def train_config_to_dict(cfg: TrainConfig) -> dict:
 def load_recipe(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
     """config/train/<name>.yaml -> (ModelConfig, TrainConfig). `model:` may be inline or a path to a model YAML."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: training config not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(raw, Mapping) or "model" not in raw:
+    raw = read_yaml(path)
+    if "model" not in raw:
         raise ConfigError(f"{path}: missing top-level key 'model'")
     extra = set(raw) - {"model", "train"}
     if extra:

@@ -47,7 +47,7 @@ def test_bad_robot_config_names_file_and_key(tmp_path, edit, key, words):
 def test_invalid_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "broken.yaml"
     bad.write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"broken.yaml: line \d+ invalid YAML"):
+    with pytest.raises(ConfigError, match=r"broken.yaml: line \d+ not valid YAML"):
         AlohaRobot.from_yaml(bad)
     with pytest.raises(ConfigError, match="nothere.yaml: config file not found"):
         AlohaRobot.from_yaml(tmp_path / "nothere.yaml")

@@ -13,7 +13,7 @@ from cosmos_policy_ros.inference.value import aggregate_values
 from cosmos_policy_ros.model import layout as L
 from cosmos_policy_ros.model.text import T5EmbeddingStore, UnknownInstructionError
 
-from conftest import CONFIG_DIR
+from model_fixtures import CONFIG_DIR
 
 STATS = {
     "actions_min": [-1.0] * 6 + [0.0] + [-1.0] * 6 + [0.0], "actions_max": [1.0] * 6 + [1.0] + [1.0] * 6 + [1.0],

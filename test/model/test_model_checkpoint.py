@@ -9,7 +9,7 @@ from cosmos_policy_ros.model.checkpoint_cli import main as cli_main
 from cosmos_policy_ros.model.dit import CosmosDiT
 from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
 
-from conftest import CONFIG_DIR
+from model_fixtures import CONFIG_DIR
 
 
 def _fresh(cfg):

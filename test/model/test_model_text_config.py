@@ -7,7 +7,7 @@ import torch
 from cosmos_policy_ros.model.config import ConfigError, load_model_config
 from cosmos_policy_ros.model.text import T5EmbeddingStore, UnknownInstructionError
 
-from conftest import CONFIG_DIR
+from model_fixtures import CONFIG_DIR
 
 
 def _table():

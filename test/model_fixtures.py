@@ -1,4 +1,5 @@
-"""Fixtures for the model tests: the tiny config and a randomly initialised tiny model."""
+"""Fixtures shared by the model, inference and training tests (registered in test/conftest.py):
+the tiny config, a randomly initialised tiny model, one torch thread per test."""
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from cosmos_policy_ros.model.config import load_model_config
 from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config" / "model"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "model"
 
 
 @pytest.fixture(autouse=True)

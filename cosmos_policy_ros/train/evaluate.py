@@ -40,6 +40,7 @@ class EpisodeResult:
     max_stage: int
     steps: int
     queries: int
+    safety_interventions: int = 0
     policy_s: list[float] = field(default_factory=list)
 
 
@@ -78,8 +79,13 @@ def _save_strip(frames: list[np.ndarray], path: Path, label: str) -> None:
 def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *, task: str = "transfer_cube",
              cameras: Sequence[str] = ("cam_high",), size: int = 64, instruction: str = "",
              execute: int = 50, steps: int | None = None, out_dir: str | Path | None = None,
-             stop_on_success: bool = True, progress: bool = True) -> EvalResult:
-    """Run n seeded episodes in-process; returns success statistics (and writes strips if out_dir)."""
+             stop_on_success: bool = True, safety: bool = True, progress: bool = True) -> EvalResult:
+    """Run n seeded episodes in-process; returns success statistics (and writes strips if out_dir).
+
+    safety: pass every action through the executor's SafetyFilter (joint limits, per-step velocity
+    cap, relative-target cap), as the ROS graph does, so in-process and graph numbers compare.
+    """
+    from cosmos_policy_ros.robot.safety import SafetyFilter
     from cosmos_policy_ros.sim.sim_aloha import SimAloha
 
     seeds = list(range(n)) if seeds is None else list(seeds)[:n]
@@ -96,6 +102,8 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
         for seed in seeds:
             sim.reset(task, seed)
             ep = EpisodeResult(seed, False, 0, 0, 0)
+            filt = SafetyFilter(sim.robot, dt=sim.dt) if safety else None
+            prev = sim.qpos14()
             frames = []
             t = 0
             while t < horizon:
@@ -109,7 +117,11 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
                 if chunk.ndim != 2 or chunk.shape[1] != 14:
                     raise ValueError(f"policy returned shape {chunk.shape}, expected (chunk, 14)")
                 for a in chunk[:execute]:
+                    if filt is not None:
+                        res = filt.filter(a, prev, measured=sim.qpos14())
+                        a, ep.safety_interventions = res.command, ep.safety_interventions + int(res.intervened)
                     sim.step(a)
+                    prev = np.asarray(a, dtype=float)
                     t += 1
                     if t >= horizon:
                         break
@@ -181,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="sampler steps (default: model config action_steps)")
     p.add_argument("--out", help="directory for results.json and per-episode PNG strips")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-safety", action="store_true", help="send raw actions (no executor safety filter)")
     ns = p.parse_args(argv)
     torch.set_num_threads(ns.threads)
     try:
@@ -191,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     lay = eng.cfg.layout
     res = evaluate(engine_policy(eng, 0, ns.steps), ns.n, range(ns.first_seed, ns.first_seed + ns.n),
                    task=meta.get("train", {}).get("task", "transfer_cube"), cameras=lay.cameras,
-                   size=lay.image_size, instruction=meta["instruction"], execute=ns.execute, out_dir=ns.out)
+                   size=lay.image_size, instruction=meta["instruction"], execute=ns.execute, out_dir=ns.out,
+                   safety=not ns.no_safety)
     print(res.summary())
     return 0
 

@@ -40,6 +40,26 @@ def with_latent_stats(cfg: ModelConfig, mean: torch.Tensor, std: torch.Tensor) -
     return dataclasses.replace(cfg, vae=vae)
 
 
+def cached_dataset(run_dir: str | Path, data_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig
+                   ) -> tuple[ModelConfig, dict, str] | None:
+    """Reuse <run>/dataset.* if it was made from the same episodes, stride, layout and VAE (any DiT)."""
+    run = Path(run_dir)
+    if not (run / DATASET_JSON).is_file() or not (run / DATASET_FILE).is_file():
+        return None
+    meta = json.loads((run / DATASET_JSON).read_text())
+    files = list_episodes(data_dir)
+    if train_cfg.max_episodes:
+        files = files[: train_cfg.max_episodes]
+    cached = model_config_from_dict(meta["model"], str(run / DATASET_JSON))
+    same_vae = dataclasses.replace(cached.vae, latent_mean=model_cfg.vae.latent_mean,
+                                   latent_std=model_cfg.vae.latent_std) == model_cfg.vae
+    if (meta["episodes"] != [str(p) for p in files] or meta.get("sample_stride") != train_cfg.sample_stride
+            or meta.get("gamma", train_cfg.gamma) != train_cfg.gamma or cached.layout != model_cfg.layout
+            or not same_vae or meta.get("seed", train_cfg.seed) != train_cfg.seed):
+        return None
+    return dataclasses.replace(model_cfg, vae=cached.vae), meta["stats"], meta["instruction"]
+
+
 def prepare_dataset(data_dir: str | Path, run_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
                     model: CosmosPolicyModel, progress: bool = True) -> tuple[ModelConfig, dict, str]:
     """Encode and cache; returns (model config with latent stats, dataset stats dict, instruction)."""
@@ -72,6 +92,7 @@ def prepare_dataset(data_dir: str | Path, run_dir: str | Path, model_cfg: ModelC
     save_file(tensors, str(run / DATASET_FILE))
     meta = {"data_dir": str(data_dir), "episodes": [str(p) for p in files], "samples": len(table),
             "encoded_frames": len(frames), "instruction": instructions[0], "stats": stats,
+            "sample_stride": train_cfg.sample_stride, "gamma": train_cfg.gamma, "seed": train_cfg.seed,
             "model": config_to_dict(new_cfg)}
     (run / DATASET_JSON).write_text(json.dumps(meta, indent=1))
     return new_cfg, stats, instructions[0]

@@ -181,4 +181,7 @@ def plot_history(history: list[dict], path: Path) -> None:
 def build_for_run(model_cfg: ModelConfig | dict, seed: int, device=None) -> CosmosPolicyModel:
     if isinstance(model_cfg, dict):
         model_cfg = model_config_from_dict(model_cfg)
-    return CosmosPolicyModel.build(model_cfg, device=device or "cpu", dtype=torch.float32, seed=seed)
+    model = CosmosPolicyModel.build(model_cfg, device=device or "cpu", dtype=torch.float32, seed=seed)
+    from .init import init_for_training
+    init_for_training(model.net, torch.Generator().manual_seed(seed))
+    return model

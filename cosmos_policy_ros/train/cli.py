@@ -20,7 +20,7 @@ from cosmos_policy_ros.model.config import config_to_dict, model_config_from_dic
 from . import checkpointing as ck
 from .config import load_recipe, train_config_from_dict
 from .instruction_embeddings import stand_in_embedding
-from .prepare import cached_dataset, prepare_dataset, sample_set
+from .prepare import cached_dataset, cached_vae_state, prepare_dataset, sample_set
 from .trainer import Trainer, build_for_run
 
 
@@ -40,6 +40,8 @@ def start(config: str | Path, data: str | Path, run: str | Path, overrides: dict
     cached = cached_dataset(run, data, mcfg, tcfg)
     new_cfg, stats, instruction = cached or prepare_dataset(data, run, mcfg, tcfg, model, progress=progress)
     model.cfg = new_cfg
+    if cached:
+        model.vae.load_state_dict(cached_vae_state(run))
     model.vae.latent_mean.copy_(torch.tensor(new_cfg.vae.latent_mean))
     model.vae.latent_std.copy_(torch.tensor(new_cfg.vae.latent_std))
     data_set = sample_set(run, config_to_dict(new_cfg))

@@ -88,6 +88,9 @@ def prepare_dataset(data_dir: str | Path, run_dir: str | Path, model_cfg: ModelC
     new_cfg = with_latent_stats(model_cfg, mean, std)
     tensors = {f"table.{k}": v for k, v in table.as_tensors().items()}
     tensors.update({"cam_latents": cam.contiguous(), "blank": blank.contiguous()})
+    # The VAE weights that made these latents: a reused cache must bring its own encoder (a seeded
+    # random VAE differs whenever the DiT config changes the generator's draw order).
+    tensors.update({"vae." + k: v.detach().float().contiguous() for k, v in model.vae.state_dict().items()})
     run.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(run / DATASET_FILE))
     meta = {"data_dir": str(data_dir), "episodes": [str(p) for p in files], "samples": len(table),
@@ -104,6 +107,15 @@ def load_prepared(run_dir: str | Path) -> tuple[LatentSampleSet | None, dict]:
     if not (run / DATASET_JSON).is_file():
         raise FileNotFoundError(f"{run}: no prepared dataset ({DATASET_JSON} missing)")
     return None, json.loads((run / DATASET_JSON).read_text())
+
+
+def cached_vae_state(run_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The VAE weights stored with the latent cache (keys without the `vae.` prefix)."""
+    t = load_file(str(Path(run_dir) / DATASET_FILE))
+    vae = {k[4:]: v for k, v in t.items() if k.startswith("vae.")}
+    if not vae:
+        raise ValueError(f"{run_dir}: latent cache has no VAE weights (made by an older version); re-prepare it")
+    return vae
 
 
 def sample_set(run_dir: str | Path, model_cfg_dict: dict) -> LatentSampleSet:

@@ -140,3 +140,21 @@ def test_bad_inputs_fail_in_one_line(tmp_path, data_dir):
     bad.write_text(f"model: {ROOT / 'config/model/tiny_test.yaml'}\ntrain:\n  stepz: 3\n")
     with pytest.raises(ConfigError, match="train.stepz: unknown key"):
         cli.start(bad, data_dir, tmp_path / "run", progress=False)
+
+
+def test_reused_cache_brings_its_vae(tmp_path, data_dir):
+    """A latent cache reused by a run with another DiT config must encode like the cache (same VAE)."""
+    import shutil
+
+    from cosmos_policy_ros.train.latent_cache import encode_prefixes
+    a = cli.start(_recipe(tmp_path, steps=1), data_dir, tmp_path / "a", progress=False)
+    (tmp_path / "b").mkdir()
+    for f in ("dataset.json", "dataset.safetensors"):
+        shutil.copy(tmp_path / "a" / f, tmp_path / "b" / f)
+    b = cli.start(_recipe(tmp_path, steps=1, seed=0), data_dir, tmp_path / "b", progress=False)
+    for k, v in a.model.vae.state_dict().items():
+        assert torch.equal(v, b.model.vae.state_dict()[k]), k
+    ep = read_episode(next(data_dir.glob("*.hdf5")), CAMS)
+    cam, _ = encode_prefixes(b.model, {c: ep.images[c][:1] for c in CAMS})
+    row = int(b.data.table.row_t[0])
+    assert torch.allclose(cam[0], b.data.cam[row], atol=1e-4)

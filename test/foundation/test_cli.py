@@ -47,7 +47,7 @@ def test_cli_starts_graph_and_stops_cleanly_on_ctrl_c(tmp_path, ros_context):
         names = {s.name for s in got[-1].status}
         assert "observation: /cam_high/camera/color/image_rect_raw" in names
         assert "observation: /follower_left/joint_states" in names
-        assert "cli_test_monitor" in node.get_node_names()
+        assert spin_until(ex, lambda: "cli_test_monitor" in node.get_node_names(), timeout=20)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     finally:

@@ -107,16 +107,30 @@ def test_policy_drives_sim_through_executor_and_dead_camera_pauses(bundle, ros_c
         pump(0.1)
         assert spin_until(ex, lambda: any("cam_high is stale" in s for s in policy_status[-5:]), timeout=30), \
             policy_status[-5:]
-        settled = len(chunks)  # an inference already under way may still land
-        assert spin_until(ex, lambda: status and status[-1].state == "HOLDING", timeout=30), status[-1].state
+        # an inference already under way may still land: wait until no chunk arrived for 3 s and the
+        # executor holds (its chunk timeout is 1.5 s)
+        last_count, quiet_since = len(chunks), time.monotonic()
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            pump(0.2)
+            if len(chunks) != last_count:
+                last_count, quiet_since = len(chunks), time.monotonic()
+            if time.monotonic() - quiet_since > 3.0 and status and status[-1].state == "HOLDING":
+                break
+        assert status[-1].state == "HOLDING", status[-1].state
+        assert len(chunks) <= n_chunks + 2, "the policy kept publishing without cam_high"
+        settled = len(chunks)
         held_cmd = np.array(status[-1].last_command)
         held = np.array(states[-1].position[:6])
         pump(3.0)
-        assert len(chunks) <= settled + 1 and len(chunks) >= n_chunks
+        assert len(chunks) == settled, "a chunk was published while cam_high was dead"
         assert status[-1].state == "HOLDING"
         assert np.array_equal(np.array(status[-1].last_command), held_cmd), "the held command changed"
-        # the arm only settles onto the held command (position-controller lag), it does not keep going
-        assert np.abs(np.array(states[-1].position[:6]) - held).max() < 0.05, "arm kept moving while holding"
+        # the arm only settles onto the held command (it may lag it when the loaded sim runs slower than
+        # real time); it never moves away from it
+        before = np.abs(held - held_cmd[:6]).max()
+        after = np.abs(np.array(states[-1].position[:6]) - held_cmd[:6]).max()
+        assert after <= max(0.05, before + 0.01), f"arm moved away from the held command ({before:.3f} -> {after:.3f} rad)"
     finally:
         node.destroy_node()
         outs = _stop(procs)

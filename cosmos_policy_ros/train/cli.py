@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, help="override train.steps")
     p.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this much training time")
+    p.add_argument("--stop-at", type=int, help="stop (with a checkpoint) at this step; the LR schedule still spans train.steps")
     p.add_argument("--max-episodes", type=int)
     p.add_argument("--device")
     p.add_argument("--export", metavar="OUT_DIR", help="export the latest checkpoint as an inference bundle")
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             if not ns.config or not ns.data:
                 p.error("a fresh run needs --config and --data (or --resume)")
             tr = start(ns.config, ns.data, ns.run, over, ns.device, progress=not ns.no_progress)
-        tr.fit(time_budget_s=ns.minutes * 60 if ns.minutes else None, progress=not ns.no_progress)
+        tr.fit(until_step=ns.stop_at, time_budget_s=ns.minutes * 60 if ns.minutes else None,
+               progress=not ns.no_progress)
         last = tr.history[-1] if tr.history else {}
         print(f"step {tr.step}, {tr.elapsed:.0f} s, loss {last.get('loss', float('nan')):.4f}, "
               f"checkpoint {ck.latest_checkpoint(ns.run)}")

@@ -1,9 +1,10 @@
 """Find everything a policy needs from one checkpoint path, and build the engine.
 
-A *bundle* is a folder with ``model.safetensors`` (net.* + vae.* weights), ``checkpoint.json``
-(model config, dataset statistics, default instruction, optional action period) and
-``instruction_embeddings.pt`` (T5 embeddings) — what our trainer writes for every checkpoint. A
-training run folder works too (its ``latest`` checkpoint is used). A bare weights file (e.g. the
+A *bundle* is a folder with ``model.safetensors`` (net.* [+ net_ema.*] + vae.* weights), a JSON
+(``policy.json`` from ``cosmos-aloha train --export``, or a training checkpoint's
+``checkpoint.json``: model config, dataset statistics (inline or ``dataset_statistics.json``),
+default instruction, action period) and ``instruction_embeddings.pt`` (T5 embeddings). A training
+run folder works too (its ``latest`` checkpoint is used). A bare weights file (e.g. the
 released 2B checkpoint) needs the model config, statistics and T5 file named explicitly.
 """
 from __future__ import annotations
@@ -17,8 +18,10 @@ from cosmos_policy_ros.config import ConfigError, share_dir
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
+EXPORT_META_FILE = "policy.json"
+STATS_FILE = "dataset_statistics.json"
 EMBED_FILE = "instruction_embeddings.pt"
-BUNDLED_CHECKPOINT = "checkpoints/aloha_sim_small"
+BUNDLED_CHECKPOINT = "checkpoints/sim_small_transfer_cube"
 
 
 @dataclass
@@ -31,6 +34,8 @@ class BundlePaths:
     action_period_s: float | None
     checkpoint_id: str
     model_name: str
+    ema: bool = False           # use the net_ema.* weights (our trainer's bundles)
+    center_crop: bool = True    # upstream preprocessing; our sim checkpoints were trained uncropped
 
 
 def default_checkpoint() -> Path:
@@ -49,12 +54,16 @@ def resolve_bundle(checkpoint: str | Path = "", model_config: str | Path = "", s
     if path.is_dir():
         if (path / "latest").is_file():  # a training run folder
             path = path / "checkpoints" / (path / "latest").read_text().strip()
-        if not (path / META_FILE).is_file() or not (path / MODEL_FILE).is_file():
-            raise ConfigError(f"{path}: not a checkpoint folder (needs {MODEL_FILE} and {META_FILE})")
+        meta_file = next((path / f for f in (EXPORT_META_FILE, META_FILE) if (path / f).is_file()), None)
+        if meta_file is None or not (path / MODEL_FILE).is_file():
+            raise ConfigError(f"{path}: not a checkpoint folder (needs {MODEL_FILE} and {EXPORT_META_FILE} "
+                              f"or {META_FILE})")
         try:
-            meta = json.loads((path / META_FILE).read_text())
+            meta = json.loads(meta_file.read_text())
+            if "stats" not in meta and (path / STATS_FILE).is_file():
+                meta["stats"] = json.loads((path / STATS_FILE).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path / META_FILE}: unreadable checkpoint metadata ({exc})") from None
+            raise ConfigError(f"{meta_file}: unreadable checkpoint metadata ({exc})") from None
         weights = path / MODEL_FILE
         embed = path / EMBED_FILE
     else:
@@ -71,8 +80,10 @@ def resolve_bundle(checkpoint: str | Path = "", model_config: str | Path = "", s
             raise ConfigError(f"{model_config}: model config not found")
     model_name = (meta.get("model") or {}).get("name", "") if isinstance(meta.get("model"), dict) else ""
     step = meta.get("step")
+    files = meta.get("files", {})
     return BundlePaths(weights, cfg_src, stats_src, Path(t5_src), meta.get("instruction", ""),
-                       meta.get("action_period_s"), _checkpoint_id(weights, step), model_name or Path(weights).stem)
+                       meta.get("action_period_s"), _checkpoint_id(weights, step), model_name or Path(weights).stem,
+                       ema=bool(files.get("ema", False)), center_crop=bool(meta.get("center_crop", not meta)))
 
 
 def _checkpoint_id(weights: Path, step) -> str:
@@ -91,4 +102,5 @@ def build_engine(paths: BundlePaths, planning: BundlePaths | None = None, device
     cfg = (model_config_from_dict(paths.model_config, str(paths.weights)) if isinstance(paths.model_config, dict)
            else load_model_config(paths.model_config))
     return PolicyEngine.from_files(cfg, paths.weights, paths.stats, paths.t5_embeddings,
-                                   planning_checkpoint=planning.weights if planning else None, device=device)
+                                   planning_checkpoint=planning.weights if planning else None, device=device,
+                                   ema=paths.ema, center_crop=paths.center_crop)

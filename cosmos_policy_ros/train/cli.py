@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from cosmos_policy_ros.model.config import config_to_dict, model_config_from_dict
+from cosmos_policy_ros.robot.aloha import AlohaRobot
 
 from . import checkpointing as ck
 from .config import load_recipe, train_config_from_dict
@@ -80,6 +81,9 @@ def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None) -> 
     policy = {k: meta[k] for k in ("model", "train", "instruction", "step", "elapsed_s")}
     policy["files"] = {"checkpoint": ck.MODEL_FILE, "stats": "dataset_statistics.json",
                        "t5_embeddings": ck.EMBED_FILE, "ema": True}
+    # one action per control step of the episodes (ALOHA HDF5: 50 Hz); deployment plays them at this period
+    policy["action_period_s"] = meta.get("action_period_s", AlohaRobot.from_yaml().dt)
+    policy["center_crop"] = False  # training resized whole frames
     (out / "policy.json").write_text(json.dumps(policy, indent=1))
     (out / "history.json").write_text(json.dumps(meta["history"]))
     if (Path(run) / "loss.png").is_file():

@@ -180,11 +180,27 @@ def _run_episodes(a, sup: Supervisor, checkpoint: Path, note: str) -> dict | Non
                 "chunks_accepted": last.chunks_accepted, "chunks_rejected": last.chunks_rejected}}
 
 
+def _recorded_evaluations(checkpoint: str) -> list[str]:
+    """The checkpoint's own evaluation files (written by `cosmos-aloha eval`), one line each."""
+    lines = []
+    for f in sorted(Path(checkpoint).glob("eval_*.json")):
+        try:
+            d = json.loads(f.read_text())
+            lo, hi = d["ci95"]
+            lines.append(f"{f.name}: {d['successes']}/{d['n']} = {d['success_rate']:.0%} (95% CI {lo:.0%}-{hi:.0%}), "
+                         f"mean stage {d['mean_stage']:.2f}/4")
+        except (OSError, ValueError, KeyError):
+            continue
+    return lines
+
+
 def _print_report(r: dict) -> None:
     print("\n=== cosmos_policy_ros demo: direct policy on the simulated ALOHA ===")
     if r["note"]:
         print(f"NOTE: {r['note']}")
     print(f"checkpoint: {r['checkpoint']}   task: {r['task']}")
+    for line in _recorded_evaluations(r["checkpoint"]):
+        print(f"  recorded in-process evaluation of this checkpoint: {line}")
     print(f"{'seed':>6} {'result':>8} {'stage':>6} {'sim s':>6} {'wall s':>7} {'chunks':>7}")
     for e in r["episodes"]:
         print(f"{e['seed']:>6} {'success' if e['success'] else 'failure':>8} {e['max_stage']:>4}/4 "

@@ -9,7 +9,29 @@ from cosmos_policy_ros.config import ConfigError
 
 def run_node(make_node: Callable, args: list[str] | None = None, executor_threads: int = 1,
              name: str | None = None) -> int:
-    """Init rclpy, build the node, spin until Ctrl-C/SIGTERM; config errors exit 1 with one line."""
+    """Init rclpy, build the node, spin until Ctrl-C/SIGTERM; config errors exit 1 with one line.
+
+    rclpy's SIGINT handler shuts the context down (spin returns) and then raises KeyboardInterrupt
+    once, wherever the main thread happens to be — possibly inside the clean-up. Clean-up steps are
+    therefore guarded, and a late KeyboardInterrupt still means a clean exit (0).
+    """
+    try:
+        return _run_node(make_node, args, executor_threads, name)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _guarded(step: Callable[[], object]) -> None:
+    try:
+        step()
+    except KeyboardInterrupt:  # interrupted once mid-step: finish the step
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - partially done already; nothing more to do
+            pass
+
+
+def _run_node(make_node: Callable, args: list[str] | None, executor_threads: int, name: str | None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
@@ -31,10 +53,9 @@ def run_node(make_node: Callable, args: list[str] | None = None, executor_thread
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):
-                close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+                _guarded(close)
+            _guarded(node.destroy_node)
+        _guarded(lambda: rclpy.ok() and rclpy.shutdown())
     return 1 if failed else 0
 
 

@@ -50,7 +50,8 @@ class Supervisor:
         width = max(len(c.name) for c in self.children)
         for c in self.children:
             c.proc = subprocess.Popen(c.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True, text=True, bufsize=1)
+                                      stdin=subprocess.DEVNULL, start_new_session=True, text=True, bufsize=1,
+                                      preexec_fn=_die_with_parent)
             c.pump = threading.Thread(target=self._pump, args=(c, c.name.ljust(width)), daemon=True)
             c.pump.start()
             self._out(f"[supervisor] started {c.name} (pid {c.proc.pid})")
@@ -126,6 +127,16 @@ class Supervisor:
         assert child.proc is not None and child.proc.stdout is not None
         for line in child.proc.stdout:
             self._out(f"[{label}] {line.rstrip()}")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the supervisor dies (even by SIGKILL), so no node is orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux/glibc: nodes then rely on the normal shutdown path
+        pass
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

@@ -24,16 +24,7 @@ from cosmos_policy_ros.deploy.bundle import default_checkpoint
 from cosmos_policy_ros.graph import load_graph, resolve
 from cosmos_policy_ros.ros_env import local_ros_env
 from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return max(0.0, c - h), min(1.0, c + h)
+from cosmos_policy_ros.train.evaluate import wilson_interval
 
 
 def parse(argv):
@@ -170,7 +161,7 @@ def _run_episodes(a, sup: Supervisor, checkpoint: Path, note: str) -> dict | Non
     lat = np.array([x for e in episodes for x in e["latency_s"]] or [math.nan])
     last = ex_status[-1] if ex_status else None
     succ = sum(e["success"] for e in episodes)
-    lo, hi = wilson(succ, len(episodes))
+    lo, hi = wilson_interval(succ, len(episodes))
     return {"note": note, "checkpoint": str(checkpoint), "task": a.task, "episodes": episodes,
             "success_rate": succ / max(1, len(episodes)), "success_ci95": [lo, hi],
             "chunk_latency_p50_s": float(np.nanpercentile(lat, 50)), "chunk_latency_p95_s": float(np.nanpercentile(lat, 95)),

@@ -7,8 +7,16 @@ import numpy as np
 def duration(seconds: float):
     from builtin_interfaces.msg import Duration
 
-    ns = int(round(seconds * 1e9))
-    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+    sec, nanosec = divmod(int(round(seconds * 1e9)), 1_000_000_000)
+    return Duration(sec=sec, nanosec=nanosec)
+
+
+def time_msg(seconds: float):
+    """builtin_interfaces/Time for a time in seconds (message stamps)."""
+    from builtin_interfaces.msg import Time
+
+    sec, nanosec = divmod(int(round(seconds * 1e9)), 1_000_000_000)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def fill_action_chunk(msg, actions: np.ndarray, joint_names: list[str], stamp, period_s: float, *,

@@ -17,6 +17,7 @@ from std_msgs.msg import Float32, Header, String
 
 from cosmos_policy_ros import config as cfg
 from cosmos_policy_ros.deploy.bundle import build_engine, resolve_bundle
+from cosmos_policy_ros.deploy.chunks import time_msg
 from cosmos_policy_ros.deploy.policy_config import DEFAULT_POLICY_CONFIG, PolicyNodeConfig, apply_torch_threads
 from cosmos_policy_ros.msg import ActionChunk
 from cosmos_policy_ros.nodes.common import declare
@@ -96,14 +97,17 @@ class ObservingNode(Node):
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def warmup(self) -> None:
+    def warmup_observation(self) -> dict:
+        """A blank observation at the start pose: exercises every model path without real input."""
         import numpy as np
 
         size = self.engine.cfg.layout.image_size
-        obs = {"images": {c: np.zeros((size, size, 3), np.uint8) for c in self.engine.layout.cameras},
-               "proprio": self.robot.pose14("start"), "instruction": self.instruction}
+        return {"images": {c: np.zeros((size, size, 3), np.uint8) for c in self.engine.layout.cameras},
+                "proprio": self.robot.pose14("start"), "instruction": self.instruction}
+
+    def warmup(self) -> None:
         t0 = time.perf_counter()
-        self.compute(obs, self.pcfg.seed)
+        self.compute(self.warmup_observation(), self.pcfg.seed)
         self.get_logger().info(f"warm-up inference {time.perf_counter() - t0:.2f} s")
 
     def _on_image(self, cam: str, msg) -> None:
@@ -141,9 +145,7 @@ class ObservingNode(Node):
                 self.get_logger().error(f"inference failed: {type(exc).__name__}: {exc}")
                 time.sleep(0.5)
                 continue
-            stamp_ns = int(round(obs.stamp * 1e9))
-            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_ns // 1_000_000_000, stamp_ns % 1_000_000_000
-            msg.trajectory.header.stamp = msg.header.stamp
+            msg.header.stamp = msg.trajectory.header.stamp = time_msg(obs.stamp)
             msg.inference_latency_s = float(self.now_s() - obs.stamp)
             msg.sequence = self.sequence
             self.sequence += 1

@@ -46,13 +46,8 @@ class PlannerNode(ObservingNode):
         return build_engine(self.bundle, planning, device=self.pcfg.device or None)
 
     def warmup(self) -> None:  # one direct inference: planning warm-up would cost N*K*M passes
-        import numpy as np
-
-        size = self.engine.cfg.layout.image_size
-        obs = {"images": {c: np.zeros((size, size, 3), np.uint8) for c in self.engine.layout.cameras},
-               "proprio": self.robot.pose14("start"), "instruction": self.instruction}
         t0 = time.perf_counter()
-        self.engine.act(obs, seed=0)
+        self.engine.act(self.warmup_observation(), seed=0)
         self.get_logger().info(f"warm-up inference {time.perf_counter() - t0:.2f} s")
 
     def _direct(self, obs: dict, seed: int):

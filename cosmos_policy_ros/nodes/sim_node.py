@@ -22,6 +22,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
 from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros.deploy.chunks import time_msg
 from cosmos_policy_ros.msg import EpisodeEvent  # noqa: F401  (type registered for recorders)
 from cosmos_policy_ros.nodes.common import declare, run_node
 from cosmos_policy_ros.perception.cameras import load_cameras
@@ -47,13 +48,6 @@ class SimNodeConfig:
             raise cfg.ConfigError("camera_rate_hz, status_rate_hz and lockstep_timeout_s must be positive")
         if self.width <= 0 or self.height <= 0:
             raise cfg.ConfigError("width/height must be positive")
-
-
-def _stamp(t_s: float):
-    from builtin_interfaces.msg import Time
-
-    ns = int(round(t_s * 1e9))
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 class SimNode(Node):
@@ -208,7 +202,7 @@ class SimNode(Node):
 
     def _publish_observation(self, render: bool) -> None:
         sim_time = self.sim.time
-        stamp = _stamp(sim_time) if self.clock_pub is not None else self.get_clock().now().to_msg()
+        stamp = time_msg(sim_time) if self.clock_pub is not None else self.get_clock().now().to_msg()
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=stamp))
         for side, pub in self.js_pubs.items():

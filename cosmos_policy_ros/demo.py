@@ -24,7 +24,7 @@ from cosmos_policy_ros.deploy.bundle import default_checkpoint
 from cosmos_policy_ros.graph import load_graph, resolve
 from cosmos_policy_ros.ros_env import local_ros_env
 from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
-from cosmos_policy_ros.train.evaluate import wilson_interval
+from cosmos_policy_ros.train.evaluate import save_strip, wilson_interval
 
 
 def parse(argv):
@@ -39,7 +39,8 @@ def parse(argv):
     p.add_argument("--height", type=int, default=96)
     p.add_argument("--camera-rate", type=float, default=12.5)
     p.add_argument("--domain-id", type=int, default=None)
-    p.add_argument("--out", default="demo_out", help="folder for the report (JSON)")
+    p.add_argument("--out", default="demo_out", help="folder for the report (JSON) and per-episode PNG strips")
+    p.add_argument("--strip-every-s", type=float, default=1.0, help="simulated seconds between strip frames")
     p.add_argument("--verbose", action="store_true", help="show every node's output")
     return p.parse_args(argv)
 
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     sup = Supervisor([(s.key, python_module_argv(s.module, s.ros_args())) for s in specs], env=env,
                      out=(lambda line: print(line, flush=True)) if a.verbose else lines.append)
     sup.start()
+    Path(a.out).mkdir(parents=True, exist_ok=True)
     try:
         report = _run_episodes(a, sup, checkpoint, note)
     finally:
@@ -78,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: FAILED ({result.reason})", file=sys.stderr)
         return 1
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "demo_report.json").write_text(json.dumps(report, indent=1))
     _print_report(report)
     print(f"demo: report written to {out / 'demo_report.json'}")
@@ -88,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
 def _run_episodes(a, sup: Supervisor, checkpoint: Path, note: str) -> dict | None:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
     from std_msgs.msg import String
     from std_srvs.srv import Trigger
+
+    from cosmos_policy_ros.perception.cameras import load_cameras
+    from cosmos_policy_ros.perception.image_codec import image_to_rgb
 
     from cosmos_policy_ros.msg import ActionChunk, ExecutorStatus
     from cosmos_policy_ros.srv import ResetEpisode
@@ -103,6 +109,19 @@ def _run_episodes(a, sup: Supervisor, checkpoint: Path, note: str) -> dict | Non
                              QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     node.create_subscription(ActionChunk, "/cosmos/action_chunk", chunks.append, 10)
     node.create_subscription(ExecutorStatus, "/cosmos/executor/status", ex_status.append, 10)
+    cams = load_cameras()
+    primary = next(n for n, c in cams.cameras.items() if c.role == "primary")
+    strip = {"seed": None, "next_t": 0.0, "frames": [], "last": None}
+
+    def on_image(msg):  # one frame per strip_every_s of simulated time of the running episode
+        strip["last"] = msg
+        st = status[-1] if status else None
+        if st is None or st["seed"] != strip["seed"] or st["time"] < strip["next_t"]:
+            return
+        strip["frames"].append(image_to_rgb(msg))
+        strip["next_t"] += a.strip_every_s
+
+    node.create_subscription(Image, cams.topic(primary), on_image, qos_profile_sensor_data)
     reset = node.create_client(ResetEpisode, "/sim/reset")
     stop = node.create_client(Trigger, "/cosmos/executor/stop")
     start = node.create_client(Trigger, "/cosmos/executor/start")
@@ -141,6 +160,7 @@ def _run_episodes(a, sup: Supervisor, checkpoint: Path, note: str) -> dict | Non
                 return None
             spin(lambda: status and status[-1]["seed"] == seed and status[-1]["step"] < 25, 20)
             n_chunks = len(chunks)
+            strip.update(seed=seed, next_t=0.0, frames=[])
             call(start, Trigger.Request())
             t0 = time.monotonic()
             ok = spin(lambda: status and status[-1]["seed"] == seed and
@@ -148,10 +168,16 @@ def _run_episodes(a, sup: Supervisor, checkpoint: Path, note: str) -> dict | Non
             if not ok:
                 return None
             s = status[-1]
+            strip["seed"] = None
+            if strip["last"] is not None:
+                strip["frames"].append(image_to_rgb(strip["last"]))
+            png = Path(a.out) / f"episode_{seed:05d}.png"
+            save_strip(strip["frames"], png, f"seed {seed} {'SUCCESS' if s['success'] else 'fail'} "
+                       f"stage {s['max_stage']} (through the ROS graph, {a.strip_every_s:g} s per frame)")
             ep_chunks = chunks[n_chunks:]
             episodes.append({"seed": seed, "success": bool(s["success"]), "max_stage": s["max_stage"],
                              "sim_time_s": s["time"], "wall_s": time.monotonic() - t0, "chunks": len(ep_chunks),
-                             "latency_s": [c.inference_latency_s for c in ep_chunks]})
+                             "latency_s": [c.inference_latency_s for c in ep_chunks], "strip": png.name})
             print(f"demo: episode {i + 1}/{a.episodes} seed {seed}: {'SUCCESS' if s['success'] else 'failure'} "
                   f"(stage {s['max_stage']}/4, {s['time']:.1f} s simulated, {len(ep_chunks)} chunks)", flush=True)
         call(stop, Trigger.Request())

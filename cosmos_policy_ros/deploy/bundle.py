@@ -94,11 +94,29 @@ def _checkpoint_id(weights: Path, step) -> str:
     return h.hexdigest()[:12] + (f"@{step}" if step is not None else "")
 
 
+def _as_dict(src: Path | dict) -> dict:
+    return src if isinstance(src, dict) else json.loads(Path(src).read_text()) if Path(src).suffix == ".json" else {}
+
+
+def check_planning_compatible(policy: BundlePaths, planning: BundlePaths) -> None:
+    """The planning model scores the policy's action latents: both must normalise with the same numbers."""
+    a, b = _as_dict(policy.stats), _as_dict(planning.stats)
+    if a and b and a != b:
+        raise ConfigError(f"{planning.weights}: planning checkpoint was trained with other dataset statistics than "
+                          f"the policy {policy.weights} (fine-tune it with `cosmos-aloha train --init-from` the policy)")
+    ca, cb = _as_dict(policy.model_config), _as_dict(planning.model_config)
+    if ca and cb and (ca.get("layout") != cb.get("layout") or ca.get("vae") != cb.get("vae")):
+        raise ConfigError(f"{planning.weights}: planning checkpoint has another latent layout or VAE than the policy "
+                          f"{policy.weights}")
+
+
 def build_engine(paths: BundlePaths, planning: BundlePaths | None = None, device: str | None = None):
     """PolicyEngine from resolved paths (torch and the model core are imported here, not at node import)."""
     from cosmos_policy_ros.inference.engine import PolicyEngine
     from cosmos_policy_ros.model.config import load_model_config, model_config_from_dict
 
+    if planning is not None:
+        check_planning_compatible(paths, planning)
     cfg = (model_config_from_dict(paths.model_config, str(paths.weights)) if isinstance(paths.model_config, dict)
            else load_model_config(paths.model_config))
     return PolicyEngine.from_files(cfg, paths.weights, paths.stats, paths.t5_embeddings,

@@ -37,6 +37,8 @@ class IKSettings:
     damping: float = 1e-3
     rot_weight: float = 0.3
     max_iters: int = 30
+    posture: dict[str, float] = field(default_factory=dict)   # joint name -> preferred angle (rad)
+    posture_gain: float = 0.0
 
 
 @dataclass
@@ -83,13 +85,18 @@ class ScriptedDemonstrator:
 
     def __init__(self, model: mujoco.MjModel, task: str, arm_prefix: dict[str, str], config_path=DEFAULT_DEMO_CONFIG):
         plans, ik = load_demo_config(config_path)
+        unknown = set(ik.posture) - set(ARM_JOINTS)
+        if unknown:
+            raise cfg.ConfigError(f"{config_path}: ik.posture: unknown joints {sorted(unknown)}; have {list(ARM_JOINTS)}")
+        posture = {ARM_JOINTS.index(j): float(v) for j, v in ik.posture.items()}
         if task not in plans:
             raise ValueError(f"no demonstrator plan for task {task!r}; have {sorted(plans)}")
         self.task = task
         self.plans = plans[task]
         self.ik = {
             side: ArmIK(model, [f"{arm_prefix[side]}/{j}" for j in ARM_JOINTS], grasp_site_name(side),
-                        damping=ik.damping, rot_weight=ik.rot_weight, max_iters=ik.max_iters)
+                        damping=ik.damping, rot_weight=ik.rot_weight, max_iters=ik.max_iters,
+                        posture=posture, posture_gain=ik.posture_gain)
             for side in SIDES
         }
         self.t = 0

@@ -24,7 +24,8 @@ def rpy_to_mat(yaw: float, pitch: float, roll: float) -> np.ndarray:
 class ArmIK:
     def __init__(self, model: mujoco.MjModel, joint_names: list[str], site_name: str,
                  damping: float = 1e-3, rot_weight: float = 0.3, max_iters: int = 30,
-                 pos_tol: float = 2e-4, rot_tol: float = 2e-3, max_step: float = 0.2):
+                 pos_tol: float = 2e-4, rot_tol: float = 2e-3, max_step: float = 0.2,
+                 posture: dict[int, float] | None = None, posture_gain: float = 0.0):
         self.model = model
         self.data = mujoco.MjData(model)
         jids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in joint_names]
@@ -39,6 +40,14 @@ class ArmIK:
             raise ValueError(f"IK: unknown site {site_name!r}")
         self.damping, self.rot_weight, self.max_iters = damping, rot_weight, max_iters
         self.pos_tol, self.rot_tol, self.max_step = pos_tol, rot_tol, max_step
+        # Null-space posture pull (joint index -> preferred angle): at the wrist singularity
+        # (wrist_angle = 0) forearm_roll and wrist_rotate can trade +-pi turns freely; without a
+        # preference, demos of one task land in several joint branches a policy cannot average.
+        self.posture_mask = np.zeros(len(jids))
+        self.posture_q = np.zeros(len(jids))
+        for i, v in (posture or {}).items():
+            self.posture_mask[i], self.posture_q[i] = 1.0, v
+        self.posture_gain = float(posture_gain)
         self._jp = np.zeros((3, model.nv))
         self._jr = np.zeros((3, model.nv))
 
@@ -69,7 +78,11 @@ class ArmIK:
             mujoco.mj_jacSite(self.model, self.data, self._jp, self._jr, self.site)
             jac = np.vstack([self._jp[:, self.dadr], w * self._jr[:, self.dadr]])
             e = np.concatenate([e_p, w * e_r])
-            dq = jac.T @ np.linalg.solve(jac @ jac.T + self.damping * np.eye(6), e)
+            j_pinv = jac.T @ np.linalg.inv(jac @ jac.T + self.damping * np.eye(6))
+            dq = j_pinv @ e
+            if self.posture_gain > 0:
+                pull = self.posture_gain * self.posture_mask * (self.posture_q - q)
+                dq += (np.eye(len(q)) - j_pinv @ jac) @ pull
             n = np.abs(dq).max()
             if n > self.max_step:
                 dq *= self.max_step / n

@@ -1,6 +1,8 @@
 """`cosmos-aloha train`: prepare (encode) the demos, train the DiT, checkpoint, resume, export a bundle.
 
     cosmos-aloha train --config config/train/sim_small.yaml --data DEMO_DIR --run RUN_DIR [--minutes M]
+    cosmos-aloha train --config config/train/sim_small_planning.yaml --init-from BUNDLE \
+        --data DEMO_DIR ROLLOUT_DIR --run RUN_DIR     fine-tune world model + value on rollouts
     cosmos-aloha train --run RUN_DIR --resume [--minutes M]       continue from RUN_DIR/latest
     cosmos-aloha train --run RUN_DIR --export OUT_DIR             bundle the latest checkpoint for inference
 """
@@ -29,24 +31,72 @@ def _context(cfg, instruction: str) -> torch.Tensor:
     return stand_in_embedding(instruction, cfg.text_len, cfg.dit.crossattn_emb_channels)
 
 
-def start(config: str | Path, data: str | Path, run: str | Path, overrides: dict | None = None,
-          device: str | None = None, progress: bool = True) -> Trainer:
-    """Fresh run: build (seeded), encode the demos into the run dir, return a ready Trainer."""
-    mcfg, tcfg = load_recipe(config)
+def start(config: str | Path, data, run: str | Path, overrides: dict | None = None,
+          device: str | None = None, progress: bool = True, init_from: str | Path | None = None) -> Trainer:
+    """Fresh run: build (seeded), encode the episodes into the run dir, return a ready Trainer.
+
+    data: one episode directory or several (demos + rollouts). init_from: a bundle or checkpoint
+    whose model config, weights (EMA), VAE and statistics the run starts from (fine-tuning, e.g.
+    the planning model's world/value objectives on policy rollouts).
+    """
+    parent = None
+    if init_from:
+        parent = Parent.load(init_from)
+        mcfg, tcfg = parent.model_cfg, load_recipe(config, model_optional=True)[1]
+    else:
+        mcfg, tcfg = load_recipe(config)
     if overrides:
         tcfg = dataclasses.replace(tcfg, **overrides)
         tcfg.validate()
     torch.set_num_threads(tcfg.threads)
     model = build_for_run(mcfg, tcfg.seed, "cpu")
-    cached = cached_dataset(run, data, mcfg, tcfg)
-    new_cfg, stats, instruction = cached or prepare_dataset(data, run, mcfg, tcfg, model, progress=progress)
+    if parent:
+        parent.load_into(model)
+    origin = str(parent.path) if parent else None
+    cached = cached_dataset(run, data, mcfg, tcfg, origin)
+    new_cfg, stats, instruction = cached or prepare_dataset(
+        data, run, mcfg, tcfg, model, progress=progress, inherited_stats=parent.stats if parent else None,
+        init_from=origin)
+    if parent and instruction != parent.instruction:
+        raise ValueError(f"episodes say {instruction!r} but {parent.path} was trained on {parent.instruction!r}")
     model.cfg = new_cfg
     if cached:
         model.vae.load_state_dict(cached_vae_state(run))
     model.vae.latent_mean.copy_(torch.tensor(new_cfg.vae.latent_mean))
     model.vae.latent_std.copy_(torch.tensor(new_cfg.vae.latent_std))
     data_set = sample_set(run, config_to_dict(new_cfg))
-    return Trainer(model, data_set, _context(new_cfg, instruction), tcfg, run, stats, instruction, device)
+    tr = Trainer(model, data_set, _context(new_cfg, instruction), tcfg, run, stats, instruction, device)
+    tr.init_from = origin  # the EMA starts from the loaded weights (Trainer builds it from the net)
+    return tr
+
+
+class Parent:
+    """A bundle or training checkpoint a fine-tuning run starts from."""
+
+    def __init__(self, path: Path, meta: dict, weights: dict[str, torch.Tensor]):
+        self.path, self.meta, self.weights = path, meta, weights
+        self.model_cfg = model_config_from_dict(meta["model"], str(path))
+        self.stats = meta["stats"] if "stats" in meta else json.loads((path / "dataset_statistics.json").read_text())
+        self.instruction = meta.get("instruction", "")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Parent":
+        from safetensors.torch import load_file
+        d = Path(path)
+        if (d / "latest").is_file():
+            d = ck.latest_checkpoint(d) or d
+        meta_file = next((d / f for f in ("policy.json", ck.META_FILE) if (d / f).is_file()), None)
+        if meta_file is None or not (d / ck.MODEL_FILE).is_file():
+            raise FileNotFoundError(f"{d}: --init-from needs a bundle (policy.json) or a training checkpoint "
+                                    f"({ck.META_FILE}) with {ck.MODEL_FILE}")
+        return cls(d, json.loads(meta_file.read_text()), load_file(str(d / ck.MODEL_FILE)))
+
+    def load_into(self, model) -> None:
+        """Net <- the parent's EMA weights (its deployed ones; raw weights if it has no EMA), VAE <- its VAE."""
+        sd = {k[4:]: v for k, v in self.weights.items() if k.startswith("net.")}
+        sd.update({k[8:]: v for k, v in self.weights.items() if k.startswith("net_ema.")})  # floats only
+        model.net.load_state_dict(sd)
+        model.vae.load_state_dict({k[4:]: v for k, v in self.weights.items() if k.startswith("vae.")})
 
 
 def resume(run: str | Path, device: str | None = None, overrides: dict | None = None) -> Trainer:
@@ -64,6 +114,7 @@ def resume(run: str | Path, device: str | None = None, overrides: dict | None = 
     tr = Trainer(model, sample_set(run, meta["model"]), _context(mcfg, meta["instruction"]), tcfg, run,
                  meta["stats"], meta["instruction"], device)
     tr.load_state(d)
+    tr.init_from = meta.get("init_from")
     return tr
 
 
@@ -79,6 +130,7 @@ def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None) -> 
     shutil.copy2(d / ck.EMBED_FILE, out / ck.EMBED_FILE)
     (out / "dataset_statistics.json").write_text(json.dumps(meta["stats"], indent=1))
     policy = {k: meta[k] for k in ("model", "train", "instruction", "step", "elapsed_s")}
+    policy["init_from"] = meta.get("init_from")
     policy["files"] = {"checkpoint": ck.MODEL_FILE, "stats": "dataset_statistics.json",
                        "t5_embeddings": ck.EMBED_FILE, "ema": True}
     # one action per control step of the episodes (ALOHA HDF5: 50 Hz); deployment plays them at this period
@@ -94,7 +146,8 @@ def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None) -> 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cosmos-aloha train", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="config/train/<recipe>.yaml (fresh run)")
-    p.add_argument("--data", help="directory of ALOHA HDF5 episodes (fresh run)")
+    p.add_argument("--data", nargs="+", help="directories of ALOHA HDF5 episodes (fresh run), e.g. demos and rollouts")
+    p.add_argument("--init-from", metavar="BUNDLE", help="start from this bundle/checkpoint's weights, VAE and statistics")
     p.add_argument("--run", required=True, help="run directory (dataset cache, checkpoints, loss.png)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, help="override train.steps")
@@ -115,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not ns.config or not ns.data:
                 p.error("a fresh run needs --config and --data (or --resume)")
-            tr = start(ns.config, ns.data, ns.run, over, ns.device, progress=not ns.no_progress)
+            tr = start(ns.config, ns.data, ns.run, over, ns.device, progress=not ns.no_progress,
+                       init_from=ns.init_from)
         tr.fit(until_step=ns.stop_at, time_budget_s=ns.minutes * 60 if ns.minutes else None,
                progress=not ns.no_progress)
         last = tr.history[-1] if tr.history else {}

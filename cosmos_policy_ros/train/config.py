@@ -88,12 +88,17 @@ def train_config_to_dict(cfg: TrainConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-def load_recipe(path: str | Path) -> tuple[ModelConfig, TrainConfig]:
-    """config/train/<name>.yaml -> (ModelConfig, TrainConfig). `model:` may be inline or a path to a model YAML."""
+def load_recipe(path: str | Path, model_optional: bool = False) -> tuple[ModelConfig | None, TrainConfig]:
+    """config/train/<name>.yaml -> (ModelConfig, TrainConfig). `model:` may be inline or a path to a model YAML.
+
+    model_optional: fine-tuning recipes take the model from the parent checkpoint (ModelConfig None).
+    """
     path = Path(path)
     raw = read_yaml(path)
     if "model" not in raw:
-        raise ConfigError(f"{path}: missing top-level key 'model'")
+        if model_optional:
+            return None, train_config_from_dict(raw.get("train"), str(path))
+        raise ConfigError(f"{path}: missing top-level key 'model' (a recipe without one needs --init-from)")
     extra = set(raw) - {"model", "train"}
     if extra:
         raise ConfigError(f"{path}: unknown top-level key {sorted(extra)[0]!r}")

@@ -6,6 +6,8 @@ first `execute` actions of each chunk run open loop at the sim's 50 Hz, then the
 again. The through-ROS-graph variant wraps the same function around the node graph.
 
     cosmos-aloha eval checkpoints/sim_small_transfer_cube -n 50 --out runs/eval
+    cosmos-aloha eval checkpoints/sim_small_transfer_cube -n 10 --graph --out runs/eval_graph
+    cosmos-aloha eval POLICY_BUNDLE -n 20 --planning PLANNING_BUNDLE --candidates 4
 """
 from __future__ import annotations
 
@@ -64,12 +66,14 @@ class EvalResult:
                 f"(p90 {1000 * self.latency_s_p90:.0f} ms) per chunk")
 
 
-def _save_strip(frames: list[np.ndarray], path: Path, label: str) -> None:
+def save_strip(frames: list[np.ndarray], path: Path, label: str) -> None:
+    """Frames side by side (small ones doubled) under a one-line label: an episode at a glance."""
     from PIL import Image, ImageDraw
     if not frames:
         return
     strip = np.concatenate(frames, axis=1)
-    img = Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2), Image.NEAREST)
+    k = 2 if strip.shape[0] <= 64 else 1
+    img = Image.fromarray(strip).resize((strip.shape[1] * k, strip.shape[0] * k), Image.NEAREST)
     canvas = Image.new("RGB", (img.width, img.height + 14), (0, 0, 0))
     canvas.paste(img, (0, 14))
     ImageDraw.Draw(canvas).text((2, 1), label, fill=(255, 255, 255))
@@ -79,11 +83,14 @@ def _save_strip(frames: list[np.ndarray], path: Path, label: str) -> None:
 def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *, task: str = "transfer_cube",
              cameras: Sequence[str] = ("cam_high",), size: int = 64, instruction: str = "",
              execute: int = 50, steps: int | None = None, out_dir: str | Path | None = None,
-             stop_on_success: bool = True, safety: bool = True, progress: bool = True) -> EvalResult:
+             stop_on_success: bool = True, safety: bool = True, progress: bool = True,
+             record_dir: str | Path | None = None) -> EvalResult:
     """Run n seeded episodes in-process; returns success statistics (and writes strips if out_dir).
 
     safety: pass every action through the executor's SafetyFilter (joint limits, per-step velocity
     cap, relative-target cap), as the ROS graph does, so in-process and graph numbers compare.
+    record_dir: also write every rollout (success or failure, the commands actually sent) as an
+    ALOHA HDF5 episode, the data the planning model's world/value objectives are fine-tuned on.
     """
     from cosmos_policy_ros.robot.safety import SafetyFilter
     from cosmos_policy_ros.sim.sim_aloha import SimAloha
@@ -105,6 +112,8 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
             filt = SafetyFilter(sim.robot, dt=sim.dt) if safety else None
             prev = sim.qpos14()
             frames = []
+            rec: dict[str, list] | None = {"qpos": [], "qvel": [], "actions": [], **{c: [] for c in cameras}} \
+                if record_dir else None
             t = 0
             while t < horizon:
                 images = sim.render(list(cameras), width=size, height=size)
@@ -116,10 +125,17 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
                 ep.queries += 1
                 if chunk.ndim != 2 or chunk.shape[1] != 14:
                     raise ValueError(f"policy returned shape {chunk.shape}, expected (chunk, 14)")
-                for a in chunk[:execute]:
+                for i, a in enumerate(chunk[:execute]):
                     if filt is not None:
                         res = filt.filter(a, prev, measured=sim.qpos14())
                         a, ep.safety_interventions = res.command, ep.safety_interventions + int(res.intervened)
+                    if rec is not None:
+                        now = images if i == 0 else sim.render(list(cameras), width=size, height=size)
+                        for c in cameras:
+                            rec[c].append(now[c])
+                        rec["qpos"].append(sim.qpos14())
+                        rec["qvel"].append(sim.qvel14())
+                        rec["actions"].append(np.asarray(a, dtype=float))
                     sim.step(a)
                     prev = np.asarray(a, dtype=float)
                     t += 1
@@ -130,8 +146,13 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
             ep.success, ep.max_stage, ep.steps = bool(sim.success()), int(sim.max_stage), t
             frames.append(sim.render(list(cameras[:1]), width=size, height=size)[cameras[0]])
             results.append(ep)
+            if rec is not None:
+                from .hdf5_episodes import write_episode
+                write_episode(Path(record_dir) / f"rollout_{seed:05d}.hdf5", rec["qpos"], rec["qvel"], rec["actions"],
+                              {c: np.stack(rec[c]) for c in cameras}, success=ep.success, task=task,
+                              instruction=instruction, seed=seed)
             if out:
-                _save_strip(frames, out / f"episode_{seed:04d}.png",
+                save_strip(frames, out / f"episode_{seed:04d}.png",
                             f"seed {seed} {'SUCCESS' if ep.success else 'fail'} stage {ep.max_stage}")
             if progress:
                 k = sum(r.success for r in results)
@@ -149,15 +170,23 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
     return res
 
 
-def engine_from_dir(path: str | Path, device: str | None = None):
-    """PolicyEngine from an exported bundle (policy.json) or a training checkpoint dir (checkpoint.json)."""
+def engine_from_dir(path: str | Path, device: str | None = None, planning: str | Path | None = None):
+    """PolicyEngine from an exported bundle (policy.json) or a training checkpoint dir (checkpoint.json).
+
+    planning: a second bundle whose world model / value function the planner uses (same statistics).
+    """
     import torch
 
+    from cosmos_policy_ros.deploy.bundle import check_planning_compatible, resolve_bundle
     from cosmos_policy_ros.inference.engine import PolicyEngine
     from cosmos_policy_ros.model.config import model_config_from_dict
 
     from . import checkpointing as ck
     d = Path(path)
+    planning_weights = None
+    if planning:
+        check_planning_compatible(resolve_bundle(d), plan_b := resolve_bundle(planning))
+        planning_weights = plan_b.weights
     meta_file = d / "policy.json" if (d / "policy.json").is_file() else d / ck.META_FILE
     if not meta_file.is_file():
         raise FileNotFoundError(f"{d}: neither policy.json (bundle) nor {ck.META_FILE} (training checkpoint)")
@@ -167,7 +196,8 @@ def engine_from_dir(path: str | Path, device: str | None = None):
         stats = json.loads((d / "dataset_statistics.json").read_text())
     cfg = model_config_from_dict(meta["model"], str(meta_file))
     eng = PolicyEngine.from_files(cfg, d / ck.MODEL_FILE, stats, d / ck.EMBED_FILE, device=device or "cpu",
-                                  dtype=torch.float32, ema=True, center_crop=False)
+                                  dtype=torch.float32, ema=True, center_crop=False,
+                                  planning_checkpoint=planning_weights)
     return eng, meta
 
 
@@ -183,6 +213,25 @@ def engine_policy(engine, seed: int = 0, steps: int | None = None) -> PolicyFn:
     return fn
 
 
+def planner_policy(engine, plan_cfg, log: list | None = None) -> PolicyFn:
+    """Best-of-N planning as policy_fn: query k plans with base seed base_seed + k * N (fresh candidates)."""
+    import dataclasses
+
+    from cosmos_policy_ros.inference.planning import plan
+    counter = {"k": 0}
+
+    def fn(obs: Mapping) -> np.ndarray:
+        cfg = dataclasses.replace(plan_cfg, base_seed=plan_cfg.base_seed + counter["k"] * plan_cfg.num_candidates)
+        counter["k"] += 1
+        r = plan(engine, obs, cfg)
+        if log is not None:
+            log.append({"scores": [float(x) for x in r.scores], "best": int(r.best),
+                        "seconds": float(r.timings["total_s"])})
+        return r.actions
+
+    return fn
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
     p = argparse.ArgumentParser(prog="cosmos-aloha eval", description=__doc__.splitlines()[0])
@@ -194,19 +243,51 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="directory for results.json and per-episode PNG strips")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-safety", action="store_true", help="send raw actions (no executor safety filter)")
+    p.add_argument("--record", metavar="DIR", help="also write every rollout as an ALOHA HDF5 episode (for fine-tuning)")
+    p.add_argument("--planning", metavar="BUNDLE", nargs="?", const="",
+                   help="best-of-N planning (config/planner.yaml) with this world/value bundle (no value: the policy's own)")
+    p.add_argument("--candidates", type=int, help="planning: candidates N (default: config/planner.yaml)")
+    p.add_argument("--world-steps", type=lambda s: [int(x) for x in s.split(",")], help="planning: e.g. 1,3,5 (K futures)")
+    p.add_argument("--value-steps", type=lambda s: [int(x) for x in s.split(",")], help="planning: e.g. 1,2,3 (M values)")
+    p.add_argument("--graph", action="store_true",
+                   help="run the episodes through the real ROS node graph (sim -> policy -> executor) instead")
     ns = p.parse_args(argv)
+    if ns.graph:  # the same seeds through DDS, the nodes and the executor's 50 Hz loop (cosmos-aloha demo)
+        from cosmos_policy_ros import demo
+        return demo.main(["--episodes", str(ns.n), "--seed", str(ns.first_seed), "--checkpoint", ns.policy,
+                          "--out", ns.out or "eval_graph"])
     torch.set_num_threads(ns.threads)
+    from cosmos_policy_ros import config as cfg
     try:
-        eng, meta = engine_from_dir(ns.policy)
-    except (FileNotFoundError, ValueError) as exc:
+        eng, meta = engine_from_dir(ns.policy, planning=ns.planning or None)
+    except (FileNotFoundError, ValueError, cfg.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     lay = eng.cfg.layout
-    res = evaluate(engine_policy(eng, 0, ns.steps), ns.n, range(ns.first_seed, ns.first_seed + ns.n),
+    plans: list = []
+    if ns.planning is not None:
+        from cosmos_policy_ros.deploy.planner_config import DEFAULT_PLANNER_CONFIG, PlannerConfig
+        over = {k: v for k, v in (("num_candidates", ns.candidates), ("world_steps", ns.world_steps),
+                                  ("value_steps", ns.value_steps)) if v is not None}
+        pc = cfg.load(PlannerConfig, DEFAULT_PLANNER_CONFIG, over).plan_config()
+        fn = planner_policy(eng, pc, plans)
+        print(f"planning: N={pc.num_candidates} K={len(pc.world_steps)} M={len(pc.value_steps)} "
+              f"{pc.value_mode}/{pc.aggregation} with {ns.planning or ns.policy}")
+    else:
+        fn = engine_policy(eng, 0, ns.steps)
+    res = evaluate(fn, ns.n, range(ns.first_seed, ns.first_seed + ns.n),
                    task=meta.get("train", {}).get("task", "transfer_cube"), cameras=lay.cameras,
                    size=lay.image_size, instruction=meta["instruction"], execute=ns.execute, out_dir=ns.out,
-                   safety=not ns.no_safety)
+                   safety=not ns.no_safety, record_dir=ns.record)
     print(res.summary())
+    if plans:
+        picked = np.mean([p["best"] != 0 for p in plans])
+        print(f"planning: {len(plans)} plans, median {np.median([p['seconds'] for p in plans]):.1f} s each, "
+              f"a candidate other than the base sample chosen in {100 * picked:.0f} % of them")
+        if ns.out:
+            (Path(ns.out) / "plans.json").write_text(json.dumps(plans))
+    if ns.record:
+        print(f"recorded {res.n} rollouts ({res.successes} successes) to {ns.record}")
     return 0
 
 

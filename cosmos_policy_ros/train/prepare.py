@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -40,33 +41,44 @@ def with_latent_stats(cfg: ModelConfig, mean: torch.Tensor, std: torch.Tensor) -
     return dataclasses.replace(cfg, vae=vae)
 
 
-def cached_dataset(run_dir: str | Path, data_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig
-                   ) -> tuple[ModelConfig, dict, str] | None:
+def episode_files(data_dirs: str | Path | Sequence[str | Path], max_episodes: int = 0) -> list[Path]:
+    """Episodes of one or several directories (e.g. demos + policy rollouts), in a stable order."""
+    dirs = [data_dirs] if isinstance(data_dirs, (str, Path)) else list(data_dirs)
+    files = [f for d in dirs for f in list_episodes(d)]
+    return files[:max_episodes] if max_episodes else files
+
+
+def cached_dataset(run_dir: str | Path, data_dir: str | Path | Sequence[str | Path], model_cfg: ModelConfig,
+                   train_cfg: TrainConfig, init_from: str | None = None) -> tuple[ModelConfig, dict, str] | None:
     """Reuse <run>/dataset.* if it was made from the same episodes, stride, layout and VAE (any DiT)."""
     run = Path(run_dir)
     if not (run / DATASET_JSON).is_file() or not (run / DATASET_FILE).is_file():
         return None
     meta = json.loads((run / DATASET_JSON).read_text())
-    files = list_episodes(data_dir)
-    if train_cfg.max_episodes:
-        files = files[: train_cfg.max_episodes]
+    files = episode_files(data_dir, train_cfg.max_episodes)
     cached = model_config_from_dict(meta["model"], str(run / DATASET_JSON))
     same_vae = dataclasses.replace(cached.vae, latent_mean=model_cfg.vae.latent_mean,
                                    latent_std=model_cfg.vae.latent_std) == model_cfg.vae
     if (meta["episodes"] != [str(p) for p in files] or meta.get("sample_stride") != train_cfg.sample_stride
             or meta.get("gamma", train_cfg.gamma) != train_cfg.gamma or cached.layout != model_cfg.layout
-            or not same_vae or meta.get("seed", train_cfg.seed) != train_cfg.seed):
+            or not same_vae or meta.get("seed", train_cfg.seed) != train_cfg.seed
+            or meta.get("init_from") != init_from):
         return None
     return dataclasses.replace(model_cfg, vae=cached.vae), meta["stats"], meta["instruction"]
 
 
-def prepare_dataset(data_dir: str | Path, run_dir: str | Path, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                    model: CosmosPolicyModel, progress: bool = True) -> tuple[ModelConfig, dict, str]:
-    """Encode and cache; returns (model config with latent stats, dataset stats dict, instruction)."""
+def prepare_dataset(data_dir: str | Path | Sequence[str | Path], run_dir: str | Path, model_cfg: ModelConfig,
+                    train_cfg: TrainConfig, model: CosmosPolicyModel, progress: bool = True,
+                    inherited_stats: dict | None = None, init_from: str | None = None) -> tuple[ModelConfig, dict, str]:
+    """Encode and cache; returns (model config with latent stats, dataset stats dict, instruction).
+
+    inherited_stats (fine-tuning with --init-from): keep the parent's action/proprio statistics and
+    its VAE latent statistics instead of measuring new ones, so the fine-tuned model reads and
+    writes exactly the numbers the parent does (a planning model must share them with the policy
+    whose action latents it scores).
+    """
     run = Path(run_dir)
-    files = list_episodes(data_dir)
-    if train_cfg.max_episodes:
-        files = files[: train_cfg.max_episodes]
+    files = episode_files(data_dir, train_cfg.max_episodes)
     lay = model.layout
     episodes = [read_episode(p, lay.cameras) for p in files]
     for ep in episodes:
@@ -77,15 +89,18 @@ def prepare_dataset(data_dir: str | Path, run_dir: str | Path, model_cfg: ModelC
     instructions = sorted({ep.instruction for ep in episodes})
     if len(instructions) != 1:
         raise ValueError(f"{data_dir}: expected one instruction across episodes, found {instructions}")
-    stats = compute_statistics([e.actions for e in episodes], [e.qpos for e in episodes])
+    stats = inherited_stats or compute_statistics([e.actions for e in episodes], [e.qpos for e in episodes])
     table, frames = plan_samples(episodes, lay, DatasetStats.from_dict(stats), train_cfg.sample_stride, train_cfg.gamma)
     images = {c: np.stack([episodes[e].images[c][t] for e, t in frames]) for c in lay.cameras}
     cam, blank = encode_prefixes(model, images, progress=progress)
-    mean = cam.mean(dim=(0, 1, 3, 4))
-    std = cam.std(dim=(0, 1, 3, 4)).clamp_min(1e-3)
-    cam = (cam - mean[None, None, :, None, None]) / std[None, None, :, None, None]
-    blank = (blank - mean[:, None, None]) / std[:, None, None]
-    new_cfg = with_latent_stats(model_cfg, mean, std)
+    if inherited_stats is None:
+        mean = cam.mean(dim=(0, 1, 3, 4))
+        std = cam.std(dim=(0, 1, 3, 4)).clamp_min(1e-3)
+        cam = (cam - mean[None, None, :, None, None]) / std[None, None, :, None, None]
+        blank = (blank - mean[:, None, None]) / std[:, None, None]
+        new_cfg = with_latent_stats(model_cfg, mean, std)
+    else:
+        new_cfg = model_cfg
     tensors = {f"table.{k}": v for k, v in table.as_tensors().items()}
     tensors.update({"cam_latents": cam.contiguous(), "blank": blank.contiguous()})
     # The VAE weights that made these latents: a reused cache must bring its own encoder (a seeded
@@ -93,10 +108,11 @@ def prepare_dataset(data_dir: str | Path, run_dir: str | Path, model_cfg: ModelC
     tensors.update({"vae." + k: v.detach().float().contiguous() for k, v in model.vae.state_dict().items()})
     run.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(run / DATASET_FILE))
-    meta = {"data_dir": str(data_dir), "episodes": [str(p) for p in files], "samples": len(table),
+    meta = {"data_dir": [str(d) for d in ([data_dir] if isinstance(data_dir, (str, Path)) else data_dir)],
+            "episodes": [str(p) for p in files], "samples": len(table),
             "encoded_frames": len(frames), "instruction": instructions[0], "stats": stats,
             "sample_stride": train_cfg.sample_stride, "gamma": train_cfg.gamma, "seed": train_cfg.seed,
-            "model": config_to_dict(new_cfg)}
+            "model": config_to_dict(new_cfg), "init_from": init_from}
     (run / DATASET_JSON).write_text(json.dumps(meta, indent=1))
     return new_cfg, stats, instructions[0]
 

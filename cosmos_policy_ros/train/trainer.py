@@ -61,6 +61,7 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict] = []
+        self.init_from: str | None = None   # parent bundle of a fine-tuning run
 
     # ------------------------------------------------------------------ one step
 
@@ -124,7 +125,7 @@ class Trainer:
         return {"step": self.step, "elapsed_s": self.elapsed, "ema_updates": self.ema.num_updates,
                 "numpy_rng": self.rng.bit_generator.state, "model": config_to_dict(self.model.cfg),
                 "train": train_config_to_dict(self.cfg), "stats": self.stats, "instruction": self.instruction,
-                "history": self.history}
+                "history": self.history, "init_from": self.init_from}
 
     def save(self, ckpt_dir: Path | None = None) -> Path:
         d = ckpt_dir or (self.run / "checkpoints" / f"step_{self.step:06d}")

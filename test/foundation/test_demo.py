@@ -21,5 +21,8 @@ def test_demo_runs_episodes_and_reports(tmp_path):
     assert len(report["episodes"]) == 1 and report["episodes"][0]["chunks"] >= 1
     assert report["executor"]["chunks_accepted"] >= 1
     assert "success:" in proc.stdout and "chunk latency" in proc.stdout
+    from PIL import Image
+    strip = Image.open(out / report["episodes"][0]["strip"])   # per-episode PNG strip, through the graph
+    assert strip.height == 72 + 14 and strip.width >= 2 * 96     # frames at 0 s, 1 s, ... and the last one
     if report["note"]:  # no bundled checkpoint: the demo must say it runs random weights
         assert "RANDOM weights" in proc.stdout

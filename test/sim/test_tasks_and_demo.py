@@ -54,3 +54,26 @@ def test_demonstrator_success_rate_over_10_seeds(sim, task, min_successes):
     assert wins >= min_successes, [(ep.seed, ep.max_stage) for ep in results]
     # the recorded stages agree with the success flag
     assert all(ep.success == (ep.stages.max() == 4) for ep in results)
+
+
+def test_ik_posture_pull_leaves_the_wrist_singularity_on_the_preferred_branch(sim):
+    """At wrist_angle = 0 forearm_roll and wrist_rotate trade turns freely; the posture pull picks 0."""
+    joints = [f"vx300s_right/{j}" for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")]
+    plain = ArmIK(sim.model, joints, "right/grasp")
+    pulled = ArmIK(sim.model, joints, "right/grasp", posture={3: 0.0, 5: 0.0}, posture_gain=0.2)
+    q_twisted = np.array([0.0, -0.5, 0.8, 0.6, 0.0, -0.6])   # same pose as roll 0 / rotate 0
+    path = [plain.forward(np.array([0.0, -0.5 + 0.005 * k, 0.8, 0.0, 0.0, 0.0])) for k in range(1, 31)]
+    qa, qb = q_twisted.copy(), q_twisted.copy()
+    for pos, rot in path:
+        qa, err_a = plain.solve(qa, pos, rot)
+        qb, err_b = pulled.solve(qb, pos, rot)
+    assert err_a < 1e-3 and err_b < 1e-3                      # both track the pose ...
+    assert abs(qa[3]) > 0.4                                     # ... the plain one stays twisted
+    assert abs(qb[3]) < 0.1 and abs(qb[5]) < 0.1                # the pulled one untwists
+
+
+def test_transfer_cube_demos_stay_on_one_wrist_branch(sim):
+    """The right arm's forearm_roll / wrist_rotate stay near 0 (no +-pi branch flips between seeds)."""
+    for seed in (0, 4, 5):   # 0 and 5 flipped to ~+-3 rad before the posture pull, 4 did not
+        ep = run_demo_episode(sim, "transfer_cube", seed, steps=120)
+        assert np.abs(ep.actions[:, [10, 12]]).max() < 1.2, seed

@@ -158,3 +158,66 @@ def test_reused_cache_brings_its_vae(tmp_path, data_dir):
     cam, _ = encode_prefixes(b.model, {c: ep.images[c][:1] for c in CAMS})
     row = int(b.data.table.row_t[0])
     assert torch.allclose(cam[0], b.data.cam[row], atol=1e-4)
+
+
+def _failures(d: Path, n: int = 2, T: int = 60) -> Path:
+    """Rollouts that failed: other motions, success=False (value target -1 everywhere)."""
+    rng = np.random.default_rng(1)
+    for e in range(n):
+        qpos = (0.3 * rng.standard_normal((T, 14))).astype(np.float32)
+        imgs = {c: (rng.random((T, 64, 64, 3)) * 255).astype(np.uint8) for c in CAMS}
+        write_episode(d / f"rollout_{e}.hdf5", qpos, qpos * 0, qpos, imgs, success=False, task="toy",
+                      instruction="do the toy task", seed=100 + e)
+    return d
+
+
+def _planning_recipe(tmp: Path) -> Path:
+    p = tmp / "planning.yaml"
+    p.write_text("train:\n  steps: 4\n  batch_size: 8\n  warmup_steps: 1\n  sample_stride: 20\n"
+                 "  checkpoint_every_s: 1000000000\n  threads: 1\n  mix: [0.0, 0.5, 0.5]\n")
+    return p
+
+
+def test_planning_fine_tune_from_a_policy_on_rollouts_and_plan_with_it(tmp_path, data_dir):
+    """--init-from: parent weights/VAE/statistics carried over, failures give -1 value targets, and the
+    exported planning bundle scores the policy's candidates in the planner."""
+    from cosmos_policy_ros.inference.planning import PlanConfig, plan
+    from cosmos_policy_ros.train.evaluate import engine_from_dir
+    parent_run = cli.start(_recipe(tmp_path, steps=2), data_dir, tmp_path / "policy_run", progress=False)
+    parent_run.fit(progress=False)
+    policy = cli.export(tmp_path / "policy_run", tmp_path / "policy")
+    rollouts = _failures(tmp_path / "rollouts")
+
+    tr = cli.start(_planning_recipe(tmp_path), [data_dir, rollouts], tmp_path / "plan_run", progress=False,
+                   init_from=policy)
+    assert tr.stats == parent_run.stats                                  # statistics inherited, not re-measured
+    assert tr.model.cfg.vae == parent_run.model.cfg.vae                  # same latent normalisation
+    for k, v in tr.model.net.state_dict().items():                       # starts from the parent's EMA weights
+        if v.is_floating_point():
+            assert torch.equal(v, parent_run.ema.shadow[k]), k
+    values = tr.data.table.value
+    assert (values == -1).sum() >= 6 and (values > -1).any()              # failures and successes both present
+    assert tr.data.kinds_for(8, tr.cfg.mix).tolist() == [1, 1, 1, 1, 2, 2, 2, 2]
+    tr.fit(progress=False)
+    planning = cli.export(tmp_path / "plan_run", tmp_path / "planning")
+    assert str(policy) in (planning / "policy.json").read_text()          # provenance: init_from
+
+    eng, meta = engine_from_dir(policy, planning=planning)
+    assert eng.planning_model is not eng.model
+    obs = {"images": {c: np.zeros((64, 64, 3), np.uint8) for c in CAMS}, "proprio": np.zeros(14),
+           "instruction": meta["instruction"]}
+    r = plan(eng, obs, PlanConfig(num_candidates=3, world_steps=(1,), value_steps=(1, 2), action_steps=2))
+    assert r.values.shape == (3, 1, 2) and np.isfinite(r.scores).all()
+    np.testing.assert_allclose(r.actions, r.all_actions[r.best])
+
+
+def test_planning_bundle_with_other_statistics_is_refused(tmp_path, data_dir):
+    from cosmos_policy_ros.train.evaluate import engine_from_dir
+    for name, d in (("a", data_dir), ("b", _failures(tmp_path / "other"))):
+        tr = cli.start(_recipe(tmp_path, steps=1), d, tmp_path / f"run_{name}", progress=False)
+        tr.fit(progress=False)
+        cli.export(tmp_path / f"run_{name}", tmp_path / name)
+    with pytest.raises(ConfigError, match="other dataset statistics"):
+        engine_from_dir(tmp_path / "a", planning=tmp_path / "b")
+    with pytest.raises(ConfigError, match="needs --init-from"):
+        cli.start(_planning_recipe(tmp_path), data_dir, tmp_path / "run_c", progress=False)

@@ -1,0 +1,31 @@
+"""In-process evaluation: seeded episodes in the real MuJoCo sim, rollouts recorded for fine-tuning."""
+from __future__ import annotations
+
+import numpy as np
+
+from cosmos_policy_ros.train.evaluate import evaluate
+from cosmos_policy_ros.train.hdf5_episodes import read_episode
+
+
+def test_rollouts_are_recorded_as_training_episodes(tmp_path):
+    """--record writes each rollout (here: a policy that only ever reaches out) with what was really sent."""
+    sent = []
+
+    def reach(obs):
+        q = np.asarray(obs["proprio"], float)
+        chunk = np.repeat(q[None], 10, axis=0)
+        chunk[:, 1] += np.linspace(0.01, 0.1, 10)   # left shoulder forward, within the velocity cap
+        sent.append(chunk)
+        return chunk
+
+    res = evaluate(reach, 2, [5, 6], steps=20, record_dir=tmp_path / "rollouts", out_dir=tmp_path / "eval",
+                   instruction="pick up the cube", progress=False)
+    assert res.n == 2 and res.successes == 0
+    files = sorted((tmp_path / "rollouts").glob("*.hdf5"))
+    assert [f.name for f in files] == ["rollout_00005.hdf5", "rollout_00006.hdf5"]
+    ep = read_episode(files[0], ["cam_high"])
+    assert len(ep) == 20 and ep.images["cam_high"].shape == (20, 64, 64, 3)
+    assert not ep.success and ep.instruction == "pick up the cube"
+    np.testing.assert_allclose(ep.actions[:10], sent[0], atol=1e-6)   # commands after the safety filter
+    assert ep.qpos[0, 1] < ep.qpos[-1, 1]                              # the arm really moved
+    assert (tmp_path / "eval" / "episode_0005.png").is_file()

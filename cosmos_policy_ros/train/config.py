@@ -40,6 +40,7 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 2
     max_episodes: int = 0          # 0 = all episodes in the directory
+    value_query: str = "v_sas"     # value samples: V(s,a,s') (policy run) or V(s') (planning run, upstream)
 
     def validate(self) -> None:
         if abs(sum(self.mix) - 1.0) > 1e-6 or any(m < 0 for m in self.mix):
@@ -51,6 +52,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1")
         if not 0 < self.gamma <= 1:
             raise ValueError("gamma must be in (0, 1]")
+        if self.value_query not in ("v_sas", "v_sprime"):
+            raise ValueError(f"value_query must be v_sas or v_sprime, got {self.value_query!r}")
 
 
 def train_config_from_dict(d: Mapping[str, Any] | None, source: str = "<dict>") -> TrainConfig:

@@ -101,8 +101,13 @@ class LatentSampleSet:
         n_val = batch - n_pol - n_world
         return torch.tensor([0] * n_pol + [1] * n_world + [2] * n_val)
 
-    def batch(self, index: np.ndarray, kinds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (x0 (B,C,T,h,w), condition mask (B,T)) for sample indices and kinds (0 policy, 1 world, 2 value)."""
+    def batch(self, index: np.ndarray, kinds: torch.Tensor, value_query: str = "v_sas"
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (x0 (B,C,T,h,w), condition mask (B,T)) for sample indices and kinds (0 policy, 1 world, 2 value).
+
+        value_query "v_sprime" (planning model): value samples see only the blank frame and the future
+        state, V(s'); the current state and action frames are noised like generated ones.
+        """
         lay = self.layout
         idx = torch.as_tensor(index, dtype=torch.long)
         B = len(idx)
@@ -116,5 +121,16 @@ class LatentSampleSet:
             x0[:, :, lay.future_camera(cam)] = fut[:, k]
         x0 = L.inject_state(x0, lay, proprio=self.t["proprio"][idx], actions=self.t["actions"][idx],
                             future_proprio=self.t["future_proprio"][idx], value=self.t["value"][idx])
-        masks = torch.stack([L.condition_mask(lay, q)[0] for q in KINDS])
+        kinds_q = KINDS if value_query == "v_sas" else (Query.POLICY, Query.WORLD, Query.VALUE_SPRIME)
+        masks = torch.stack([L.condition_mask(lay, q)[0] for q in kinds_q])
         return x0, masks[kinds]
+
+    def loss_mask(self, kinds: torch.Tensor, value_query: str = "v_sas") -> torch.Tensor | None:
+        """(B,T) frames that carry loss, or None (all). V(s') samples learn only the value frame (upstream
+        planning run): their noised current-state/action frames are inputs, not targets."""
+        if value_query == "v_sas" or not bool((kinds == 2).any()):
+            return None
+        m = torch.ones(len(kinds), self.layout.num_frames)
+        m[kinds == 2] = 0.0
+        m[kinds == 2, self.layout.value] = 1.0
+        return m

@@ -14,13 +14,15 @@ from cosmos_policy_ros.model.precondition import denoise, loss_weight
 
 
 def diffusion_loss(net, x0: torch.Tensor, cond_mask: torch.Tensor, context: torch.Tensor, sigma: torch.Tensor,
-                   noise: torch.Tensor, loss_scale: float = 10.0, sigma_data: float = 1.0
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """-> (scalar loss, per-sample loss (B,), x0 prediction)."""
+                   noise: torch.Tensor, loss_scale: float = 10.0, sigma_data: float = 1.0,
+                   loss_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (scalar loss, per-sample loss (B,), x0 prediction). loss_mask (B,T): frames that count (1) or not (0)."""
     s = sigma.reshape(-1, 1, 1, 1, 1)
     x_sigma = x0 + s * noise
     pred = denoise(net, x_sigma, sigma, x0, cond_mask, context, sigma_data)
     err = (x0.float() - pred) ** 2 * loss_weight(s, sigma_data)
+    if loss_mask is not None:
+        err = err * loss_mask.to(err)[:, None, :, None, None]
     per_sample = loss_scale * err.mean(dim=(1, 2, 3, 4))
     return per_sample.mean(), per_sample.detach(), pred.detach()
 

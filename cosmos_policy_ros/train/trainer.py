@@ -70,16 +70,18 @@ class Trainer:
         B = cfg.batch_size
         index = self.rng.integers(0, len(self.data), B)
         kinds = self.data.kinds_for(B, cfg.mix)
-        x0, mask = self.data.batch(index, kinds)
+        x0, mask = self.data.batch(index, kinds, cfg.value_query)
+        loss_mask = self.data.loss_mask(kinds, cfg.value_query)
         sigma = draw_sigma(B, self.rng, cfg, lay.num_frames)
         noise = torch.randn(x0.shape, generator=self.gen)
         x0, mask, sigma, noise = (t.to(self.device) for t in (x0, mask, sigma, noise))
+        loss_mask = None if loss_mask is None else loss_mask.to(self.device)
         ctx = self.context[None].expand(B, *self.context.shape)
         for g in self.opt.param_groups:
             g["lr"] = cfg.lr * lr_factor(self.step, cfg)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             loss, per_sample, pred = diffusion_loss(self.model.net, x0, mask, ctx, sigma, noise,
-                                                    cfg.loss_scale, self.model.cfg.sigma_data)
+                                                    cfg.loss_scale, self.model.cfg.sigma_data, loss_mask)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.net.parameters(), cfg.grad_clip)

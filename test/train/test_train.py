@@ -174,7 +174,7 @@ def _failures(d: Path, n: int = 2, T: int = 60) -> Path:
 def _planning_recipe(tmp: Path) -> Path:
     p = tmp / "planning.yaml"
     p.write_text("train:\n  steps: 4\n  batch_size: 8\n  warmup_steps: 1\n  sample_stride: 20\n"
-                 "  checkpoint_every_s: 1000000000\n  threads: 1\n  mix: [0.0, 0.5, 0.5]\n")
+                 "  checkpoint_every_s: 1000000000\n  threads: 1\n  mix: [0.0, 0.5, 0.5]\n  value_query: v_sprime\n")
     return p
 
 
@@ -197,7 +197,14 @@ def test_planning_fine_tune_from_a_policy_on_rollouts_and_plan_with_it(tmp_path,
             assert torch.equal(v, parent_run.ema.shadow[k]), k
     values = tr.data.table.value
     assert (values == -1).sum() >= 6 and (values > -1).any()              # failures and successes both present
-    assert tr.data.kinds_for(8, tr.cfg.mix).tolist() == [1, 1, 1, 1, 2, 2, 2, 2]
+    kinds = tr.data.kinds_for(8, tr.cfg.mix)
+    assert kinds.tolist() == [1, 1, 1, 1, 2, 2, 2, 2]
+    lay = tr.model.layout
+    _, mask = tr.data.batch(np.zeros(8, dtype=int), kinds, "v_sprime")
+    assert mask[4].tolist() == L.condition_mask(lay, "value_sprime")[0].tolist()   # V(s'): no current state/action
+    assert mask[4, lay.action] == 0 and mask[4, lay.future_proprio] == 1 and mask[0, lay.action] == 1
+    lm = tr.data.loss_mask(kinds, "v_sprime")
+    assert lm[0].sum() == lay.num_frames and lm[4].sum() == 1 and lm[4, lay.value] == 1   # value frame only
     tr.fit(progress=False)
     planning = cli.export(tmp_path / "plan_run", tmp_path / "planning")
     assert str(policy) in (planning / "policy.json").read_text()          # provenance: init_from

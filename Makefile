@@ -6,7 +6,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export MUJOCO_GL ?= egl
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench checkpoint clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -22,6 +22,10 @@ test-fast: setup
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Re-make the bundled sim checkpoints from scratch (demos -> policy -> rollouts -> planning model): ~2.5 h CPU.
+checkpoint: setup
+	bash scripts/train_sim_small.sh $(WORK)
 
 clean:
 	rm -rf build $(VENV)

@@ -33,7 +33,14 @@ def parse(argv):
     p.add_argument("--episodes", type=int, default=int(os.environ.get("DEMO_EPISODES", 5)))
     p.add_argument("--task", default="transfer_cube")
     p.add_argument("--checkpoint", default="", help="bundle folder (default: the bundled small checkpoint)")
-    p.add_argument("--episode-s", type=float, default=10.0, help="simulated seconds per episode")
+    p.add_argument("--mode", choices=("direct", "planning"), default="direct",
+                   help="direct: the policy node; planning: the planner node (best-of-N with world model + value)")
+    p.add_argument("--planning-checkpoint", default="", help="planning mode: world/value bundle (default: the bundled one)")
+    p.add_argument("--planner-config", default="planner_cpu.yaml", help="planning mode: best-of-N settings")
+    p.add_argument("--chunk-mode", default="", help="executor chunk mode (default: blend for direct; synchronous for "
+                   "planning, whose plans take longer than a chunk lasts on a CPU)")
+    p.add_argument("--episode-s", type=float, default=None,
+                   help="simulated seconds per episode (default 10; 30 in planning mode, where the arm holds while it plans)")
     p.add_argument("--seed", type=int, default=1000, help="first episode seed")
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--height", type=int, default=96)
@@ -47,6 +54,8 @@ def parse(argv):
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv if argv is not None else sys.argv[1:])
+    if a.episode_s is None:
+        a.episode_s = 30.0 if a.mode == "planning" else 10.0
     domain = a.domain_id if a.domain_id is not None else 100 + os.getpid() % 30
     env = local_ros_env(domain_id=domain, force=True)
     os.environ.update(env)
@@ -59,10 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         note = ("NO TRAINED CHECKPOINT IS BUNDLED: running the graph with RANDOM weights. The arms move, "
                 "the task is not solved; success below is what random weights achieve.")
         print(f"demo: {note}", flush=True)
-    given = {"use_sim": "true", "task": a.task, "policy_checkpoint": str(checkpoint), "autostart": "true",
-             "sim_width": str(a.width), "sim_height": str(a.height), "sim_camera_rate_hz": str(a.camera_rate)}
-    specs = resolve("direct", given, load_graph())
-    print(f"demo: graph 'direct' on the simulated ALOHA (ROS_DOMAIN_ID={domain}, loopback only): "
+    given = {"use_sim": "true", "task": a.task, "policy_checkpoint": "" if not a.checkpoint and not note else str(checkpoint),
+             "autostart": "true", "sim_width": str(a.width), "sim_height": str(a.height),
+             "sim_camera_rate_hz": str(a.camera_rate), "planning_checkpoint": a.planning_checkpoint,
+             "planner_config": a.planner_config,
+             "chunk_mode": a.chunk_mode or ("synchronous" if a.mode == "planning" else "blend")}
+    specs = resolve(a.mode, given, load_graph())
+    print(f"demo: graph '{a.mode}' on the simulated ALOHA (ROS_DOMAIN_ID={domain}, loopback only): "
           f"{', '.join(s.name for s in specs)}; checkpoint {checkpoint}", flush=True)
     lines: list[str] = []
     # node output is kept and shown only on failure (or with --verbose)
@@ -188,7 +200,7 @@ def _run_episodes(a, sup: Supervisor, checkpoint: Path, note: str) -> dict | Non
     last = ex_status[-1] if ex_status else None
     succ = sum(e["success"] for e in episodes)
     lo, hi = wilson_interval(succ, len(episodes))
-    return {"note": note, "checkpoint": str(checkpoint), "task": a.task, "episodes": episodes,
+    return {"note": note, "mode": a.mode, "chunk_mode": a.chunk_mode or ("synchronous" if a.mode == "planning" else "blend"), "checkpoint": str(checkpoint), "task": a.task, "episodes": episodes,
             "success_rate": succ / max(1, len(episodes)), "success_ci95": [lo, hi],
             "chunk_latency_p50_s": float(np.nanpercentile(lat, 50)), "chunk_latency_p95_s": float(np.nanpercentile(lat, 95)),
             "executor": None if last is None else {
@@ -212,7 +224,8 @@ def _recorded_evaluations(checkpoint: str) -> list[str]:
 
 
 def _print_report(r: dict) -> None:
-    print("\n=== cosmos_policy_ros demo: direct policy on the simulated ALOHA ===")
+    what = "best-of-N planner" if r.get("mode") == "planning" else "direct policy"
+    print(f"\n=== cosmos_policy_ros demo: {what} on the simulated ALOHA ===")
     if r["note"]:
         print(f"NOTE: {r['note']}")
     print(f"checkpoint: {r['checkpoint']}   task: {r['task']}")

@@ -22,6 +22,7 @@ EXPORT_META_FILE = "policy.json"
 STATS_FILE = "dataset_statistics.json"
 EMBED_FILE = "instruction_embeddings.pt"
 BUNDLED_CHECKPOINT = "checkpoints/sim_small_transfer_cube"
+BUNDLED_PLANNING_CHECKPOINT = "checkpoints/sim_small_transfer_cube_planning"
 
 
 @dataclass
@@ -41,6 +42,11 @@ class BundlePaths:
 def default_checkpoint() -> Path:
     """The small checkpoint shipped with the package (trained on scripted sim demonstrations)."""
     return share_dir() / BUNDLED_CHECKPOINT
+
+
+def default_planning_checkpoint() -> Path:
+    """The bundled checkpoint's planning model (world model + V(s') fine-tuned on its rollouts)."""
+    return share_dir() / BUNDLED_PLANNING_CHECKPOINT
 
 
 def resolve_bundle(checkpoint: str | Path = "", model_config: str | Path = "", stats: str | Path = "",

@@ -7,8 +7,8 @@ the chosen chunk on /cosmos/action_chunk (source "planner"), the full PlanResult
 the direct policy chunk instead (fell_back_to_direct) and does not start another plan until the
 late one has finished.
 
-Parameters: as the policy node, plus planning_checkpoint ("" = the policy checkpoint) and
-planner_config (config/planner.yaml). The policy checkpoint parameter is ``policy_checkpoint``.
+Parameters: as the policy node, plus planning_checkpoint ("" = the bundled planning model when the
+policy is the bundled one, else the policy checkpoint itself) and planner_config (config/planner.yaml). The policy checkpoint parameter is ``policy_checkpoint``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from std_msgs.msg import Float32MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from cosmos_policy_ros import config as cfg
-from cosmos_policy_ros.deploy.bundle import build_engine, resolve_bundle
+from cosmos_policy_ros.deploy.bundle import build_engine, default_planning_checkpoint, resolve_bundle
 from cosmos_policy_ros.deploy.chunks import fill_action_chunk
 from cosmos_policy_ros.deploy.planner_config import DEFAULT_PLANNER_CONFIG, PlannerConfig
 from cosmos_policy_ros.msg import ActionChunk, PlanResult
@@ -40,8 +40,12 @@ class PlannerNode(ObservingNode):
         self.scores_pub = self.create_publisher(Float32MultiArray, t.scores, 10)
         self.traj_pub = self.create_publisher(JointTrajectory, t.chosen_trajectory, 10)
         planning_ckpt = declare(self, "planning_checkpoint", "")
-        planning = resolve_bundle(planning_ckpt, declare(self, "model_config", ""), declare(self, "stats", ""),
-                                  declare(self, "t5_embeddings", "")) if planning_ckpt else None
+        if not planning_ckpt and not self.get_parameter("policy_checkpoint").value \
+                and default_planning_checkpoint().is_dir():   # the bundled policy has a bundled planning model
+            planning_ckpt = str(default_planning_checkpoint())
+        # a bare planning weights file shares the policy's model config, statistics and T5 file
+        shared = [self.get_parameter(n).value for n in ("model_config", "stats", "t5_embeddings")]
+        planning = resolve_bundle(planning_ckpt, *shared) if planning_ckpt else None
         self.planning_id = planning.checkpoint_id if planning else self.bundle.checkpoint_id
         return build_engine(self.bundle, planning, device=self.pcfg.device or None)
 

@@ -186,6 +186,13 @@ class ExecutorCore:
             return out
 
     def _update_holding(self, now: float, fresh: bool) -> None:
+        if self.config.scheduler.mode == "synchronous":
+            # the chunk watchdog counts from the end of the chunk being played (the request), and a
+            # producer known to be slow (planning) gets twice its measured latency before HOLDING
+            sched = self.scheduler
+            if sched.chunks and now <= sched.chunks[-1].end:
+                self.chunk_watch.feed(now)
+            self.chunk_watch.timeout = max(self.config.watchdog.chunk_timeout_s, 2.0 * sched.latency.value)
         reason = ""
         if self.chunk_watch.expired(now):
             reason = f"no valid chunk for {self.chunk_watch.age(now):.2f} s (timeout {self.chunk_watch.timeout} s)"

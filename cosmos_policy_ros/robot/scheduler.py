@@ -15,6 +15,10 @@ Modes (``SchedulerConfig.mode``):
     the oldest (ACT weighs the oldest most).
   * ``blend`` — a new chunk takes over on arrival with a linear cross-fade from the previous chunk
     over ``blend_duration_s`` (LeRobot aggregates overlaps; a cross-fade avoids the step at the seam).
+  * ``synchronous`` — upstream ALOHA deployment and the in-process evaluation: a chunk is played
+    whole from its arrival (its times re-anchored to the arrival, nothing is skipped or stale), the
+    arm then holds the last action, and only then is the next chunk requested, from an observation
+    of the arm at rest. For producers slower than a chunk lasts (best-of-N planning on a CPU).
 
 Requests: the next chunk is requested when ``now + latency + margin`` reaches the k-th action of
 the newest chunk, where latency is the recent maximum of (arrival − stamp), so that with fast enough
@@ -32,7 +36,7 @@ import numpy as np
 
 from cosmos_policy_ros import config as cfg
 
-MODES = ("open_loop", "temporal_ensemble", "blend")
+MODES = ("open_loop", "temporal_ensemble", "blend", "synchronous")
 
 
 class ChunkError(ValueError):
@@ -97,7 +101,7 @@ class Chunk:
 
 @dataclass
 class SchedulerConfig:
-    mode: Literal["open_loop", "temporal_ensemble", "blend"] = "blend"
+    mode: Literal["open_loop", "temporal_ensemble", "blend", "synchronous"] = "blend"
     execute_steps: int = 25  # k: actions run from each chunk before the next takes over
     ensemble_decay: float = 0.01  # ACT m in exp(-m*i)
     blend_duration_s: float = 0.2
@@ -163,6 +167,9 @@ class ChunkScheduler:
             self.latency.add(now - chunk.stamp)
         else:
             self.latency.add(chunk.latency_s if math.isfinite(chunk.latency_s) else 0.0)
+        if self.config.mode == "synchronous":  # play it whole from now; the stamp stays the observation time
+            chunk.times = chunk.times + (now - chunk.stamp)
+            self.chunks.clear()
         self.chunks.append(chunk)
         del self.chunks[: -self.config.max_chunks]
         self.newest = chunk
@@ -185,7 +192,7 @@ class ChunkScheduler:
                                f"than the newest accepted chunk (seq {n.sequence})")
             if chunk.stamp == n.stamp and chunk.source == n.source and chunk.sequence <= n.sequence:
                 return False, f"duplicate: seq {chunk.sequence} with the stamp of accepted seq {n.sequence}"
-        if chunk.end <= now:
+        if chunk.end <= now and self.config.mode != "synchronous":
             return False, (f"stale: all {len(chunk.times)} actions are past due (last {now - chunk.end:.3f} s ago, "
                            f"observation {now - chunk.stamp:.3f} s old)")
         return True, ""
@@ -207,6 +214,8 @@ class ChunkScheduler:
             return self._open_loop(now)
         if mode == "temporal_ensemble":
             return self._ensemble(now)
+        if mode == "synchronous":
+            return self.chunks[-1].at(now)
         return self._blend(now)
 
     def _drop_finished(self, now: float) -> None:
@@ -250,6 +259,8 @@ class ChunkScheduler:
         """When the next chunk should take over (None: no chunk yet, i.e. needed now)."""
         if not self.chunks:
             return None
+        if self.config.mode == "synchronous":
+            return self.chunks[-1].end
         return self.chunks[-1].handover_time(self.config.execute_steps)
 
     def wants_request(self, now: float) -> bool:
@@ -258,7 +269,8 @@ class ChunkScheduler:
                                                                             2 * self.latency.value):
             return False
         deadline = self.request_deadline()
-        if deadline is not None and now + self.latency.value + self.config.latency_margin_s < deadline:
+        lead = 0.0 if self.config.mode == "synchronous" else self.latency.value + self.config.latency_margin_s
+        if deadline is not None and now + lead < deadline:
             return False
         self.last_request = now
         return True

@@ -254,8 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv)
     if ns.graph:  # the same seeds through DDS, the nodes and the executor's 50 Hz loop (cosmos-aloha demo)
         from cosmos_policy_ros import demo
+        extra = [] if ns.planning is None else ["--mode", "planning", "--planning-checkpoint", ns.planning]
         return demo.main(["--episodes", str(ns.n), "--seed", str(ns.first_seed), "--checkpoint", ns.policy,
-                          "--out", ns.out or "eval_graph"])
+                          "--out", ns.out or "eval_graph", *extra])
     torch.set_num_threads(ns.threads)
     from cosmos_policy_ros import config as cfg
     try:

@@ -29,13 +29,14 @@ def setup(tmp_path_factory):
     sim.wait(timeout=20)
 
 
-def _planner(d, bundle, name, **overrides):
+def _planner(d, bundle, name, planning=None, **overrides):
     cfg = {"num_candidates": 3, "world_steps": [1, 2], "value_steps": [1, 2], "deadline_s": 60.0, **overrides}
     path = d / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    extra = ["-p", f"planning_checkpoint:={planning}"] if planning else []
     return subprocess.Popen([sys.executable, "-m", "cosmos_policy_ros.nodes.planner_node", "--ros-args",
                              "-r", f"__node:={name}", "-p", f"policy_checkpoint:={bundle}",
-                             "-p", f"planner_config:={path}", "-p", "trigger:=continuous"],
+                             "-p", f"planner_config:={path}", "-p", "trigger:=continuous", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
 
 
@@ -95,3 +96,23 @@ def test_planner_falls_back_to_direct_policy_when_late(setup, ros_context):
     assert plans[0].fell_back_to_direct and len(plans[0].candidate_scores) == 0
     assert len(plans[0].chosen.trajectory.points) == 50
     assert "planning exceeded" in out
+
+
+def test_planner_scores_with_a_separate_planning_checkpoint(setup, ros_context):
+    """Dual deployment: actions from the policy bundle, world model + value from the planning bundle;
+    a planning bundle trained with other statistics is refused in one line."""
+    from cosmos_policy_ros.deploy.bundle import resolve_bundle
+    from cosmos_policy_ros.deploy.random_bundle import make_random_bundle
+
+    d, bundle = setup
+    planning = make_random_bundle(d / "planning", seed=1)            # same statistics, other weights
+    plans, chunks, out = _collect(ros_context, _planner(d, bundle, "planner_dual", planning=planning), want=1)
+    assert plans, out[-2000:]
+    ids = (resolve_bundle(bundle).checkpoint_id, resolve_bundle(planning).checkpoint_id)
+    assert ids[0] != ids[1] and plans[0].chosen.checkpoint_id == f"{ids[0]}+{ids[1]}"
+
+    other = make_random_bundle(d / "other_stats", seed=1, spread=0.2)
+    proc = _planner(d, bundle, "planner_mismatch", planning=other)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0
+    assert "other dataset statistics" in out, out[-2000:]

@@ -252,3 +252,33 @@ def test_latency_and_status_reported():
     assert st_["state"] == RUNNING and st_["chunks_accepted"] == 1
     assert st_["latency_estimate_s"] == pytest.approx(0.3)
     assert st_["queue_depth"] > 0 and math.isfinite(st_["chunk_age_s"])
+
+
+def test_synchronous_mode_waits_for_a_slow_planner_without_tripping_the_watchdog():
+    from cosmos_policy_ros.robot.executor_config import ExecutorConfig
+    from cosmos_policy_ros.robot.scheduler import Chunk
+    cfg = ExecutorConfig()
+    cfg.scheduler.mode = "synchronous"
+    robot = AlohaRobot.from_yaml()
+    core = ExecutorCore(robot, cfg)
+    q = robot.pose14("start", gripper=0.5)
+    t = 100.0
+    core.on_measured(q, t)
+    assert core.start(t)[0]
+    for k in range(3):                       # three plans, each 2.5 s late, each chunk 1 s long
+        stamp = t
+        while t < stamp + 2.5:               # waiting for the plan: holding, still RUNNING
+            core.on_measured(q, t)
+            out = core.tick(t)
+            assert core.state == "RUNNING" or k == 0, (k, t, core.state)
+            t += 0.02
+        chunk = Chunk.build(stamp, 0.02 * np.arange(1, 51), np.repeat(q[None], 50, 0), sequence=k, source="planner")
+        assert core.on_chunk(chunk, t)[0]
+        requested = False
+        for _ in range(55):
+            core.on_measured(q, t)
+            out = core.tick(t)
+            requested |= out.request
+            t += 0.02
+        assert requested                     # asked again once the chunk was played
+    assert core.scheduler.rejected == 0

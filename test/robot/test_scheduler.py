@@ -147,3 +147,24 @@ def test_pipelined_inference_never_runs_dry(mode):
             dry_after_first += 1
     assert s.accepted >= 9
     assert dry_after_first == 0
+
+
+def test_synchronous_plays_a_late_chunk_whole_then_requests_at_rest():
+    """A planner slower than a chunk (2.8 s for a 2 s chunk): nothing is stale or skipped; the arm holds
+    the last action until the next chunk, which is requested only when the current one has ended."""
+    s = ChunkScheduler(SchedulerConfig(mode="synchronous"))
+    assert s.wants_request(T0)
+    arrival = T0 + 2.8
+    ok, reason = s.add(ramp_chunk(T0), arrival)                      # blend would reject it as stale
+    assert ok, reason
+    assert s.latency.last == pytest.approx(2.8)
+    assert s.target(arrival)[0] == pytest.approx(0.0)               # first action at arrival
+    assert s.target(arrival + 10 * P25)[0] == pytest.approx(10 * P25)
+    end = arrival + 49 * P25
+    assert s.request_deadline() == pytest.approx(end)
+    assert not s.wants_request(end - 0.02)                           # no look-ahead: request at rest
+    assert s.wants_request(end + 0.001)
+    assert s.target(end + 0.5) is None                               # dry: the executor holds the last command
+    assert s.add(ramp_chunk(end + 0.001, seq=1, start=5.0), end + 3.0)[0]
+    assert s.target(end + 3.0)[0] == pytest.approx(5.0)              # the new chunk from its first action
+    assert len(s.chunks) == 1

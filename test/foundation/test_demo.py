@@ -32,9 +32,10 @@ def test_demo_runs_the_planning_graph(tmp_path):
     """--mode planning: the planner node (best-of-N, CPU-sized) drives the sim through the same executor."""
     out = tmp_path / "demo_planning"
     proc = subprocess.run([sys.executable, "-m", "cosmos_policy_ros.cli", "demo", "--mode", "planning", "--episodes", "1",
-                           "--episode-s", "2", "--width", "96", "--height", "72", "--out", str(out)],
+                           "--episode-s", "6", "--width", "96", "--height", "72", "--out", str(out)],
                           capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "demo_report.json").read_text())
-    assert report["mode"] == "planning" and report["episodes"][0]["chunks"] >= 1
+    assert report["mode"] == "planning" and report["chunk_mode"] == "synchronous"
+    assert report["episodes"][0]["chunks"] >= 1 and report["executor"]["chunks_accepted"] >= 1
     assert "best-of-N planner" in proc.stdout

@@ -42,8 +42,9 @@ def parse(argv):
     p.add_argument("--episode-s", type=float, default=None,
                    help="simulated seconds per episode (default 10; 30 in planning mode, where the arm holds while it plans)")
     p.add_argument("--seed", type=int, default=1000, help="first episode seed")
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--height", type=int, default=96)
+    p.add_argument("--width", type=int, default=None,
+                   help="sim camera width (default: the checkpoint's square training size, else 128)")
+    p.add_argument("--height", type=int, default=None, help="sim camera height (default: as --width, else 96)")
     p.add_argument("--camera-rate", type=float, default=12.5)
     p.add_argument("--domain-id", type=int, default=None)
     p.add_argument("--out", default="demo_out", help="folder for the report (JSON) and per-episode PNG strips")
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         note = ("NO TRAINED CHECKPOINT IS BUNDLED: running the graph with RANDOM weights. The arms move, "
                 "the task is not solved; success below is what random weights achieve.")
         print(f"demo: {note}", flush=True)
+    if a.width is None or a.height is None:
+        a.width, a.height = _camera_size(checkpoint, a.width, a.height)
     given = {"use_sim": "true", "task": a.task, "policy_checkpoint": "" if not a.checkpoint and not note else str(checkpoint),
              "autostart": "true", "sim_width": str(a.width), "sim_height": str(a.height),
              "sim_camera_rate_hz": str(a.camera_rate), "planning_checkpoint": a.planning_checkpoint,
@@ -207,6 +210,21 @@ def _run_episodes(a, sup: Supervisor, checkpoint: Path, note: str) -> dict | Non
                 "loop_period_mean_s": last.loop_period_mean_s, "loop_period_p99_error_s": last.loop_period_p99_error_s,
                 "interventions": last.interventions, "last_intervention": last.last_intervention,
                 "chunks_accepted": last.chunks_accepted, "chunks_rejected": last.chunks_rejected}}
+
+
+def _camera_size(checkpoint: Path, width: int | None, height: int | None) -> tuple[int, int]:
+    """Render what the checkpoint was trained on: our sim checkpoints saw square renders at the model's
+    image size (a 4:3 render squashed to a square would show the policy another field of view)."""
+    size = None
+    for name in ("policy.json", "checkpoint.json"):
+        try:
+            meta = json.loads((checkpoint / name).read_text())
+            if meta.get("center_crop") is False:   # made by our trainer from sim renders
+                size = int(meta["model"]["layout"]["image_size"])
+            break
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return (width or size or 128, height or width or size or 96)
 
 
 def _recorded_evaluations(checkpoint: str) -> list[str]:

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     (out / "demo_report.json").write_text(json.dumps(report, indent=1))
     _print_report(report)
-    print(f"demo: report written to {out / 'demo_report.json'}")
+    print(f"demo: report written to {out / 'demo_report.json'}, one PNG strip per episode in {out}/episode_*.png")
     return 0
 
 

@@ -249,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", type=int, help="planning: candidates N (default: config/planner.yaml)")
     p.add_argument("--world-steps", type=lambda s: [int(x) for x in s.split(",")], help="planning: e.g. 1,3,5 (K futures)")
     p.add_argument("--value-steps", type=lambda s: [int(x) for x in s.split(",")], help="planning: e.g. 1,2,3 (M values)")
+    p.add_argument("--aggregation", choices=("majority_mean", "average", "lcb", "success_vote"),
+                   help="planning: how the K x M values of a candidate become its score (default: config/planner.yaml)")
     p.add_argument("--graph", action="store_true",
                    help="run the episodes through the real ROS node graph (sim -> policy -> executor) instead")
     ns = p.parse_args(argv)
@@ -269,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.planning is not None:
         from cosmos_policy_ros.deploy.planner_config import DEFAULT_PLANNER_CONFIG, PlannerConfig
         over = {k: v for k, v in (("num_candidates", ns.candidates), ("world_steps", ns.world_steps),
-                                  ("value_steps", ns.value_steps)) if v is not None}
+                                  ("value_steps", ns.value_steps), ("aggregation", ns.aggregation)) if v is not None}
         pc = cfg.load(PlannerConfig, DEFAULT_PLANNER_CONFIG, over).plan_config()
         fn = planner_policy(eng, pc, plans)
         print(f"planning: N={pc.num_candidates} K={len(pc.world_steps)} M={len(pc.value_steps)} "

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse(argv if argv is not None else sys.argv[1:])
     if a.episode_s is None:
         a.episode_s = 30.0 if a.mode == "planning" else 10.0
+    a.chunk_mode = a.chunk_mode or ("synchronous" if a.mode == "planning" else "blend")
     domain = a.domain_id if a.domain_id is not None else 100 + os.getpid() % 30
     env = local_ros_env(domain_id=domain, force=True)
     os.environ.update(env)
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
              "autostart": "true", "sim_width": str(a.width), "sim_height": str(a.height),
              "sim_camera_rate_hz": str(a.camera_rate), "planning_checkpoint": a.planning_checkpoint,
              "planner_config": a.planner_config,
-             "chunk_mode": a.chunk_mode or ("synchronous" if a.mode == "planning" else "blend")}
+             "chunk_mode": a.chunk_mode}
     specs = resolve(a.mode, given, load_graph())
     print(f"demo: graph '{a.mode}' on the simulated ALOHA (ROS_DOMAIN_ID={domain}, loopback only): "
           f"{', '.join(s.name for s in specs)}; checkpoint {checkpoint}", flush=True)
@@ -203,7 +204,7 @@ def _run_episodes(a, sup: Supervisor, checkpoint: Path, note: str) -> dict | Non
     last = ex_status[-1] if ex_status else None
     succ = sum(e["success"] for e in episodes)
     lo, hi = wilson_interval(succ, len(episodes))
-    return {"note": note, "mode": a.mode, "chunk_mode": a.chunk_mode or ("synchronous" if a.mode == "planning" else "blend"), "checkpoint": str(checkpoint), "task": a.task, "episodes": episodes,
+    return {"note": note, "mode": a.mode, "chunk_mode": a.chunk_mode, "checkpoint": str(checkpoint), "task": a.task, "episodes": episodes,
             "success_rate": succ / max(1, len(episodes)), "success_ci95": [lo, hi],
             "chunk_latency_p50_s": float(np.nanpercentile(lat, 50)), "chunk_latency_p95_s": float(np.nanpercentile(lat, 95)),
             "executor": None if last is None else {

@@ -71,25 +71,22 @@ def start(config: str | Path, data, run: str | Path, overrides: dict | None = No
 
 
 class Parent:
-    """A bundle or training checkpoint a fine-tuning run starts from."""
+    """A bundle or training checkpoint a fine-tuning run starts from (resolved like the nodes do)."""
 
-    def __init__(self, path: Path, meta: dict, weights: dict[str, torch.Tensor]):
-        self.path, self.meta, self.weights = path, meta, weights
-        self.model_cfg = model_config_from_dict(meta["model"], str(path))
-        self.stats = meta["stats"] if "stats" in meta else json.loads((path / "dataset_statistics.json").read_text())
-        self.instruction = meta.get("instruction", "")
+    def __init__(self, path: Path, model_cfg_dict: dict, stats: dict, instruction: str,
+                 weights: dict[str, torch.Tensor]):
+        self.path, self.stats, self.instruction, self.weights = path, stats, instruction, weights
+        self.model_cfg = model_config_from_dict(model_cfg_dict, str(path))
 
     @classmethod
     def load(cls, path: str | Path) -> "Parent":
         from safetensors.torch import load_file
-        d = Path(path)
-        if (d / "latest").is_file():
-            d = ck.latest_checkpoint(d) or d
-        meta_file = next((d / f for f in ("policy.json", ck.META_FILE) if (d / f).is_file()), None)
-        if meta_file is None or not (d / ck.MODEL_FILE).is_file():
-            raise FileNotFoundError(f"{d}: --init-from needs a bundle (policy.json) or a training checkpoint "
-                                    f"({ck.META_FILE}) with {ck.MODEL_FILE}")
-        return cls(d, json.loads(meta_file.read_text()), load_file(str(d / ck.MODEL_FILE)))
+
+        from cosmos_policy_ros.deploy.bundle import resolve_bundle
+        # run folder -> latest; policy.json or checkpoint.json; stats inline or beside; a bare weights
+        # file is refused there in one line (it carries no model config or statistics)
+        b = resolve_bundle(path)
+        return cls(b.weights.parent, b.model_config, b.stats, b.instruction, load_file(str(b.weights)))
 
     def load_into(self, model) -> None:
         """Net <- the parent's EMA weights (its deployed ones; raw weights if it has no EMA), VAE <- its VAE."""

@@ -34,7 +34,8 @@ def success_curve(run: str | Path, n: int, first_seed: int = 0, every: int = 1, 
     return points
 
 
-def plot_curve(points: list[dict], path: str | Path) -> None:
+def plot_curve(points: list[dict], path: str | Path, marks: list[tuple[float, str]] = ()) -> None:
+    """marks: (minute, label) vertical lines, e.g. where a fine-tune on new data started."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -50,6 +51,9 @@ def plot_curve(points: list[dict], path: str | Path) -> None:
     ax2 = ax.twinx(); ax2.plot(x, st, "s--", color="gray", label="mean max stage"); ax2.set_ylim(0, 4)
     ax2.set_ylabel("mean max stage (0-4)")
     ax.set_title(f"transfer-cube, {points[-1]['n']} seeded episodes per point")
+    for minute, label in marks:
+        ax.axvline(minute, color="k", lw=0.8, ls=":")
+        ax.text(minute, 95, " " + label, fontsize=8, va="top")
     ax.legend(loc="upper left")
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
 

@@ -29,3 +29,19 @@ def test_rollouts_are_recorded_as_training_episodes(tmp_path):
     np.testing.assert_allclose(ep.actions[:10], sent[0], atol=1e-6)   # commands after the safety filter
     assert ep.qpos[0, 1] < ep.qpos[-1, 1]                              # the arm really moved
     assert (tmp_path / "eval" / "episode_0005.png").is_file()
+
+
+def test_success_curve_plot_marks_where_a_fine_tune_started(tmp_path):
+    """The curve figure is written with a marker line; success % and stage come from the points."""
+    import matplotlib.image as mpimg
+
+    from cosmos_policy_ros.train.curve import plot_curve
+
+    points = [{"train_minutes": m, "successes": s, "n": 10, "ci95": [0.0, 0.3], "mean_stage": st}
+              for m, s, st in [(5, 0, 0.2), (10, 1, 0.8), (15, 3, 1.5)]]
+    plain, marked = tmp_path / "plain.png", tmp_path / "marked.png"
+    plot_curve(points, plain)
+    plot_curve(points, marked, marks=[(10.0, "fine-tune")])
+    a, b = mpimg.imread(plain), mpimg.imread(marked)
+    assert a.shape == b.shape and a.shape[0] > 100
+    assert (a != b).any()  # the mark is drawn

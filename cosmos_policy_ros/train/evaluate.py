@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -171,33 +171,25 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
 
 
 def engine_from_dir(path: str | Path, device: str | None = None, planning: str | Path | None = None):
-    """PolicyEngine from an exported bundle (policy.json) or a training checkpoint dir (checkpoint.json).
+    """(PolicyEngine, metadata) from an exported bundle, a training checkpoint or a run folder (its latest).
 
-    planning: a second bundle whose world model / value function the planner uses (same statistics).
+    Resolved and built exactly as the nodes do (deploy.bundle); the one difference: a training
+    checkpoint is evaluated on its EMA weights, as the trainer means it to be (exported bundles say so
+    themselves). planning: a second bundle whose world model / value function the planner uses (same
+    statistics, refused otherwise).
     """
-    import torch
-
-    from cosmos_policy_ros.deploy.bundle import check_planning_compatible, resolve_bundle
-    from cosmos_policy_ros.inference.engine import PolicyEngine
-    from cosmos_policy_ros.model.config import model_config_from_dict
+    from cosmos_policy_ros.deploy.bundle import EXPORT_META_FILE, build_engine, resolve_bundle
 
     from . import checkpointing as ck
-    d = Path(path)
-    planning_weights = None
-    if planning:
-        check_planning_compatible(resolve_bundle(d), plan_b := resolve_bundle(planning))
-        planning_weights = plan_b.weights
-    meta_file = d / "policy.json" if (d / "policy.json").is_file() else d / ck.META_FILE
-    if not meta_file.is_file():
-        raise FileNotFoundError(f"{d}: neither policy.json (bundle) nor {ck.META_FILE} (training checkpoint)")
+    paths = resolve_bundle(path)
+    folder = paths.weights.parent
+    meta_file = next((folder / f for f in (EXPORT_META_FILE, ck.META_FILE) if (folder / f).is_file()), None)
+    if meta_file is None:
+        raise FileNotFoundError(f"{path}: neither {EXPORT_META_FILE} (bundle) nor {ck.META_FILE} (training checkpoint)")
     meta = json.loads(meta_file.read_text())
-    stats = meta.get("stats")
-    if stats is None:
-        stats = json.loads((d / "dataset_statistics.json").read_text())
-    cfg = model_config_from_dict(meta["model"], str(meta_file))
-    eng = PolicyEngine.from_files(cfg, d / ck.MODEL_FILE, stats, d / ck.EMBED_FILE, device=device or "cpu",
-                                  dtype=torch.float32, ema=True, center_crop=False,
-                                  planning_checkpoint=planning_weights)
+    if meta_file.name == ck.META_FILE:
+        paths = replace(paths, ema=True)
+    eng = build_engine(paths, resolve_bundle(planning) if planning else None, device=device or "cpu")
     return eng, meta
 
 
@@ -215,13 +207,11 @@ def engine_policy(engine, seed: int = 0, steps: int | None = None) -> PolicyFn:
 
 def planner_policy(engine, plan_cfg, log: list | None = None) -> PolicyFn:
     """Best-of-N planning as policy_fn: query k plans with base seed base_seed + k * N (fresh candidates)."""
-    import dataclasses
-
     from cosmos_policy_ros.inference.planning import plan
     counter = {"k": 0}
 
     def fn(obs: Mapping) -> np.ndarray:
-        cfg = dataclasses.replace(plan_cfg, base_seed=plan_cfg.base_seed + counter["k"] * plan_cfg.num_candidates)
+        cfg = replace(plan_cfg, base_seed=plan_cfg.base_seed + counter["k"] * plan_cfg.num_candidates)
         counter["k"] += 1
         r = plan(engine, obs, cfg)
         if log is not None:

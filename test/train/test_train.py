@@ -228,3 +228,19 @@ def test_planning_bundle_with_other_statistics_is_refused(tmp_path, data_dir):
         engine_from_dir(tmp_path / "a", planning=tmp_path / "b")
     with pytest.raises(ConfigError, match="needs --init-from"):
         cli.start(_planning_recipe(tmp_path), data_dir, tmp_path / "run_c", progress=False)
+
+
+def test_evaluation_loads_training_checkpoints_on_their_ema_weights(tmp_path, data_dir):
+    """A run folder resolves to its latest checkpoint, and the engine runs the EMA weights, not the raw ones."""
+    from safetensors.torch import load_file
+
+    from cosmos_policy_ros.train.evaluate import engine_from_dir
+    tr = cli.start(_recipe(tmp_path, steps=3), data_dir, tmp_path / "run", progress=False)
+    tr.fit(progress=False)
+    eng, meta = engine_from_dir(tmp_path / "run")
+    latest = (tmp_path / "run" / "latest").read_text().strip()
+    assert meta["step"] == 3 and latest.endswith("3")
+    saved = load_file(tmp_path / "run" / "checkpoints" / latest / "model.safetensors")
+    weights = {k: v for k, v in eng.model.net.state_dict().items() if v.dtype.is_floating_point}
+    assert all(torch.equal(v, saved[f"net_ema.{k}"]) for k, v in weights.items())
+    assert any(not torch.equal(saved[f"net_ema.{k}"], saved[f"net.{k}"]) for k in weights)  # they really differ

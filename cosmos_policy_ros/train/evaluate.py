@@ -44,6 +44,10 @@ class EpisodeResult:
     queries: int
     safety_interventions: int = 0
     policy_s: list[float] = field(default_factory=list)
+    # which limit acted (first reason per tick: limit / relative / step / non-finite...) and by how much:
+    # a gripper clipped from 1.02 to 1.0 counts like a wrist held back 0.5 rad, the sizes tell them apart
+    safety_kinds: dict[str, int] = field(default_factory=dict)
+    safety_max_arm_change_rad: float = 0.0
 
 
 @dataclass
@@ -60,10 +64,26 @@ class EvalResult:
     episodes: list[EpisodeResult]
 
     def summary(self) -> str:
-        return (f"{self.task}: {self.successes}/{self.n} success = {100 * self.success_rate:.1f} % "
+        text = (f"{self.task}: {self.successes}/{self.n} success = {100 * self.success_rate:.1f} % "
                 f"(95 % Wilson CI {100 * self.ci95[0]:.1f}-{100 * self.ci95[1]:.1f} %), mean max stage "
                 f"{self.mean_stage:.2f}/4, policy latency median {1000 * self.latency_s_median:.0f} ms "
                 f"(p90 {1000 * self.latency_s_p90:.0f} ms) per chunk")
+        return text + ("\n" + self.safety_summary() if self.safety_summary() else "")
+
+    def safety_summary(self) -> str:
+        """How often and how much the executor's SafetyFilter changed the policy's actions."""
+        steps = sum(e.steps for e in self.episodes)
+        changed = sum(e.safety_interventions for e in self.episodes)
+        if not steps or not changed:
+            return ""
+        kinds: dict[str, int] = {}
+        for e in self.episodes:
+            for k, v in e.safety_kinds.items():
+                kinds[k] = kinds.get(k, 0) + v
+        by_kind = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        worst = max(e.safety_max_arm_change_rad for e in self.episodes)
+        return (f"safety filter changed {100 * changed / steps:.0f} % of the actions ({by_kind}); "
+                f"largest arm-joint change {worst:.3f} rad")
 
 
 def save_strip(frames: list[np.ndarray], path: Path, label: str) -> None:
@@ -128,6 +148,11 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
                 for i, a in enumerate(chunk[:execute]):
                     if filt is not None:
                         res = filt.filter(a, prev, measured=sim.qpos14())
+                        if res.intervened:
+                            arm = np.abs(np.delete(res.command - a, sim.robot.gripper_indices))
+                            arm = arm[np.isfinite(arm)]  # a rejected non-finite action counts in the kinds
+                            if arm.size:
+                                ep.safety_max_arm_change_rad = max(ep.safety_max_arm_change_rad, float(arm.max()))
                         a, ep.safety_interventions = res.command, ep.safety_interventions + int(res.intervened)
                     if rec is not None:
                         now = images if i == 0 else sim.render(list(cameras), width=size, height=size)
@@ -144,6 +169,8 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
                 if stop_on_success and sim.success():
                     break
             ep.success, ep.max_stage, ep.steps = bool(sim.success()), int(sim.max_stage), t
+            if filt is not None:
+                ep.safety_kinds = dict(filt.kinds)
             frames.append(sim.render(list(cameras[:1]), width=size, height=size)[cameras[0]])
             results.append(ep)
             if rec is not None:

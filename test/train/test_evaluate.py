@@ -31,6 +31,26 @@ def test_rollouts_are_recorded_as_training_episodes(tmp_path):
     assert (tmp_path / "eval" / "episode_0005.png").is_file()
 
 
+def test_safety_filter_effect_is_reported_per_kind_and_size():
+    """A policy that jumps 0.5 rad is held back by the step cap; grippers above 1 are clipped to the limit."""
+    def jumpy(obs):
+        q = np.asarray(obs["proprio"], float)
+        chunk = np.repeat(q[None], 5, axis=0)
+        chunk[:, 0] += 0.5            # left waist: far beyond one step at pi rad/s
+        chunk[:, 13] = 1.05           # right gripper above its open limit
+        return chunk
+
+    res = evaluate(jumpy, 1, [3], steps=10, progress=False)
+    ep = res.episodes[0]
+    assert ep.safety_interventions == 10 and sum(ep.safety_kinds.values()) == 10
+    assert set(ep.safety_kinds) <= {"limit", "relative", "step"} and ep.safety_kinds.get("limit", 0) > 0
+    assert 0.35 < ep.safety_max_arm_change_rad <= 0.5    # the waist was held back, by at most the jump
+    assert "safety filter changed 100 % of the actions" in res.summary()
+    calm = evaluate(lambda obs: np.repeat(np.asarray(obs["proprio"], float)[None], 5, axis=0), 1, [3], steps=5,
+                    progress=False)
+    assert calm.episodes[0].safety_interventions == 0 and "safety filter" not in calm.summary()
+
+
 def test_success_curve_plot_marks_where_a_fine_tune_started(tmp_path):
     """The curve figure is written with a marker line; success % and stage come from the points."""
     import matplotlib.image as mpimg

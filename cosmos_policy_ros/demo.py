@@ -216,15 +216,16 @@ def _run_episodes(a, sup: Supervisor, checkpoint: Path, note: str) -> dict | Non
 def _camera_size(checkpoint: Path, width: int | None, height: int | None) -> tuple[int, int]:
     """Render what the checkpoint was trained on: our sim checkpoints saw square renders at the model's
     image size (a 4:3 render squashed to a square would show the policy another field of view)."""
+    from cosmos_policy_ros.config import ConfigError
+    from cosmos_policy_ros.deploy.bundle import resolve_bundle
+
     size = None
-    for name in ("policy.json", "checkpoint.json"):
-        try:
-            meta = json.loads((checkpoint / name).read_text())
-            if meta.get("center_crop") is False:   # made by our trainer from sim renders
-                size = int(meta["model"]["layout"]["image_size"])
-            break
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+    try:
+        meta = resolve_bundle(checkpoint).meta
+        if meta.get("center_crop") is False:   # made by our trainer from sim renders
+            size = int(meta["model"]["layout"]["image_size"])
+    except (ConfigError, KeyError, TypeError, ValueError):
+        pass  # not our checkpoint format: the nodes report what is wrong with it
     return (width or size or 128, height or width or size or 96)
 
 

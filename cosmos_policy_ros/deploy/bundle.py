@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cosmos_policy_ros.config import ConfigError, share_dir
@@ -37,6 +37,8 @@ class BundlePaths:
     model_name: str
     ema: bool = False           # use the net_ema.* weights (our trainer's bundles)
     center_crop: bool = True    # upstream preprocessing; our sim checkpoints were trained uncropped
+    meta_file: Path | None = None   # policy.json / checkpoint.json it was read from (None: bare weights file)
+    meta: dict = field(default_factory=dict)  # that file's contents (train config, step, task, ...)
 
 
 def default_checkpoint() -> Path:
@@ -57,6 +59,7 @@ def resolve_bundle(checkpoint: str | Path = "", model_config: str | Path = "", s
         hint = " (the bundled checkpoint is missing from this install)" if not str(checkpoint) else ""
         raise ConfigError(f"{path}: checkpoint not found{hint}")
     meta: dict = {}
+    meta_file = None
     if path.is_dir():
         if (path / "latest").is_file():  # a training run folder
             path = path / "checkpoints" / (path / "latest").read_text().strip()
@@ -89,7 +92,8 @@ def resolve_bundle(checkpoint: str | Path = "", model_config: str | Path = "", s
     files = meta.get("files", {})
     return BundlePaths(weights, cfg_src, stats_src, Path(t5_src), meta.get("instruction", ""),
                        meta.get("action_period_s"), _checkpoint_id(weights, step), model_name or Path(weights).stem,
-                       ema=bool(files.get("ema", False)), center_crop=bool(meta.get("center_crop", not meta)))
+                       ema=bool(files.get("ema", False)), center_crop=bool(meta.get("center_crop", not meta)),
+                       meta_file=meta_file, meta=meta)
 
 
 def _checkpoint_id(weights: Path, step) -> str:

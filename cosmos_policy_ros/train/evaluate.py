@@ -21,6 +21,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from cosmos_policy_ros.inference.value import METHODS as VALUE_METHODS
+
 PolicyFn = Callable[[Mapping], np.ndarray]
 
 
@@ -68,7 +70,8 @@ class EvalResult:
                 f"(95 % Wilson CI {100 * self.ci95[0]:.1f}-{100 * self.ci95[1]:.1f} %), mean max stage "
                 f"{self.mean_stage:.2f}/4, policy latency median {1000 * self.latency_s_median:.0f} ms "
                 f"(p90 {1000 * self.latency_s_p90:.0f} ms) per chunk")
-        return text + ("\n" + self.safety_summary() if self.safety_summary() else "")
+        safety = self.safety_summary()
+        return text + (f"\n{safety}" if safety else "")
 
     def safety_summary(self) -> str:
         """How often and how much the executor's SafetyFilter changed the policy's actions."""
@@ -205,19 +208,13 @@ def engine_from_dir(path: str | Path, device: str | None = None, planning: str |
     themselves). planning: a second bundle whose world model / value function the planner uses (same
     statistics, refused otherwise).
     """
-    from cosmos_policy_ros.deploy.bundle import EXPORT_META_FILE, build_engine, resolve_bundle
+    from cosmos_policy_ros.deploy.bundle import META_FILE, build_engine, resolve_bundle
 
-    from . import checkpointing as ck
-    paths = resolve_bundle(path)
-    folder = paths.weights.parent
-    meta_file = next((folder / f for f in (EXPORT_META_FILE, ck.META_FILE) if (folder / f).is_file()), None)
-    if meta_file is None:
-        raise FileNotFoundError(f"{path}: neither {EXPORT_META_FILE} (bundle) nor {ck.META_FILE} (training checkpoint)")
-    meta = json.loads(meta_file.read_text())
-    if meta_file.name == ck.META_FILE:
+    paths = resolve_bundle(path)  # a bare weights file is refused there: it names no model config
+    if paths.meta_file.name == META_FILE:
         paths = replace(paths, ema=True)
     eng = build_engine(paths, resolve_bundle(planning) if planning else None, device=device or "cpu")
-    return eng, meta
+    return eng, paths.meta
 
 
 def engine_policy(engine, seed: int = 0, steps: int | None = None) -> PolicyFn:
@@ -266,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", type=int, help="planning: candidates N (default: config/planner.yaml)")
     p.add_argument("--world-steps", type=lambda s: [int(x) for x in s.split(",")], help="planning: e.g. 1,3,5 (K futures)")
     p.add_argument("--value-steps", type=lambda s: [int(x) for x in s.split(",")], help="planning: e.g. 1,2,3 (M values)")
-    p.add_argument("--aggregation", choices=("majority_mean", "average", "lcb", "success_vote"),
+    p.add_argument("--aggregation", choices=VALUE_METHODS,
                    help="planning: how the K x M values of a candidate become its score (default: config/planner.yaml)")
     p.add_argument("--graph", action="store_true",
                    help="run the episodes through the real ROS node graph (sim -> policy -> executor) instead")

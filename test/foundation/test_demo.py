@@ -39,3 +39,19 @@ def test_demo_runs_the_planning_graph(tmp_path):
     assert report["mode"] == "planning" and report["chunk_mode"] == "synchronous"
     assert report["episodes"][0]["chunks"] >= 1 and report["executor"]["chunks_accepted"] >= 1
     assert "best-of-N planner" in proc.stdout
+
+
+@pytest.mark.parametrize("kind", ["bundled", "random", "missing"])
+def test_demo_renders_at_the_size_the_checkpoint_was_trained_on(tmp_path, kind):
+    """Our sim checkpoints (center_crop false) get square renders at their image size; others 128x96."""
+    from pathlib import Path
+
+    from cosmos_policy_ros.demo import _camera_size
+    from cosmos_policy_ros.deploy.bundle import default_checkpoint
+    from cosmos_policy_ros.deploy.random_bundle import make_random_bundle
+
+    ckpt = {"bundled": default_checkpoint, "missing": lambda: Path(tmp_path / "nothing"),
+            "random": lambda: make_random_bundle(tmp_path / "random", "tiny_test")}[kind]()
+    want = (64, 64) if kind == "bundled" else (128, 96)
+    assert _camera_size(ckpt, None, None) == want
+    assert _camera_size(ckpt, 96, None) == (96, 96)      # an explicit width wins, height follows it

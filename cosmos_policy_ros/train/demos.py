@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .hdf5_episodes import read_episode, write_episode
+from cosmos_policy_ros.data.aloha_hdf5 import read_episode, write_episode
 from cosmos_policy_ros.data.stats import compute_statistics, write_statistics
 
 INSTRUCTIONS = {

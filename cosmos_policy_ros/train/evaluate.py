@@ -177,7 +177,7 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
             frames.append(sim.render(list(cameras[:1]), width=size, height=size)[cameras[0]])
             results.append(ep)
             if rec is not None:
-                from .hdf5_episodes import write_episode
+                from cosmos_policy_ros.data.aloha_hdf5 import write_episode
                 write_episode(Path(record_dir) / f"rollout_{seed:05d}.hdf5", rec["qpos"], rec["qvel"], rec["actions"],
                               {c: np.stack(rec[c]) for c in cameras}, success=ep.success, task=task,
                               instruction=instruction, seed=seed)

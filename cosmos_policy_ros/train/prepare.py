@@ -23,7 +23,7 @@ from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
 
 from .config import TrainConfig
 from .dataset import LatentSampleSet, SampleTable, plan_samples
-from .hdf5_episodes import list_episodes, read_episode
+from cosmos_policy_ros.data.aloha_hdf5 import list_episodes, read_episode
 from .latent_cache import encode_prefixes
 
 DATASET_FILE = "dataset.safetensors"

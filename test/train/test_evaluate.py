@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from cosmos_policy_ros.train.evaluate import evaluate
-from cosmos_policy_ros.train.hdf5_episodes import read_episode
+from cosmos_policy_ros.data.aloha_hdf5 import read_episode
 
 
 def test_rollouts_are_recorded_as_training_episodes(tmp_path):

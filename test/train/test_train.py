@@ -14,7 +14,7 @@ from cosmos_policy_ros.model import layout as L
 from cosmos_policy_ros.model.config import ConfigError
 from cosmos_policy_ros.train import cli
 from cosmos_policy_ros.train.evaluate import wilson_interval
-from cosmos_policy_ros.train.hdf5_episodes import EpisodeFormatError, read_episode, write_episode
+from cosmos_policy_ros.data.aloha_hdf5 import EpisodeFormatError, read_episode, write_episode
 from cosmos_policy_ros.train.objective import diffusion_loss
 from cosmos_policy_ros.train.value_targets import episode_returns
 

@@ -28,7 +28,8 @@ class RenderConfig:
 
 
 @dataclass
-class CameraConfig:
+class CameraMount:
+    """Where a simulated camera sits (MuJoCo body, pose, field of view); ROS topics are perception.cameras."""
     parent: str
     pos: tuple[float, float, float]
     fovy: float
@@ -58,7 +59,7 @@ class WorldConfig:
     arm_prefix: dict[str, str]
     gripper: SimGripperConfig
     effort: EffortConfig
-    cameras: dict[str, CameraConfig]
+    cameras: dict[str, CameraMount]
     gl_backends: list[str] = field(default_factory=lambda: ["egl", "osmesa"])
     remove_cameras: list[str] = field(default_factory=list)
     grasp_site_offset: tuple[float, float, float] = (0.13, 0.0, 0.0)

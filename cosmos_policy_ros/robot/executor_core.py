@@ -53,6 +53,7 @@ class ExecutorCore:
         self.state_watch = [Freshness(wd.joint_state_timeout_s) for _ in range(2)]
         self.measured = np.full(14, np.nan)
         self.last_command: np.ndarray | None = None
+        self.last_step: np.ndarray | None = None  # last_command minus the one before (acceleration cap)
         self.mode = IDLE  # IDLE | RUNNING (started) | ESTOP | MOVING
         self.holding = False
         self.move: PoseMove | None = None
@@ -152,6 +153,7 @@ class ExecutorCore:
         if not all(w.last > -math.inf for w in self.state_watch) or not np.all(np.isfinite(self.measured)):
             return False
         self.last_command = self.measured.copy()
+        self.last_step = None  # unknown velocity: the acceleration cap starts counting from the next tick
         return True
 
     # ---- the periodic tick (loop thread) -----------------------------------------------------------
@@ -172,9 +174,10 @@ class ExecutorCore:
                 target = None if self.holding else self.scheduler.target(now)
                 hold = target is None
             res = self.safety.filter(target, self.last_command, measured, hold=hold,
-                                     inward_from_previous=self.mode == MOVING)
+                                     inward_from_previous=self.mode == MOVING, previous_step=self.last_step)
             if res.intervened:
                 self._event("warn", f"safety: {res.reason}", throttle=True)
+            self.last_step = res.command - self.last_command
             self.last_command = res.command
             out.command = res.command
             if self.mode == MOVING:

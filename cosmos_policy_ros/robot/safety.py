@@ -5,6 +5,7 @@ policy can emit NaN or a jump of a radian. This filter never drops a tick: it re
 vectors by holding the previous command, and clips everything else to
 
     joint limits  ∩  previous command ± max_velocity·dt  ∩  measured position ± max_relative_target
+                  ∩  (previous command + previous step) ± max_acceleration·dt²   (optional)
 
 Guarantees (tested with hypothesis in test/robot/test_safety.py), for every emitted command c after
 previous command p:
@@ -13,6 +14,9 @@ previous command p:
   * c is inside the joint limits (grippers 0..1), or — only when p itself was outside (seeded from a
     measured pose that rests beyond a limit, like the ALOHA sleep pose) — strictly no further out
     than p, moving inward at the step cap. A hold (``hold=True``) repeats p exactly.
+  * with an acceleration limit and the previous step s = p - p_before given: |(c - p) - s| <=
+    max_acceleration·dt² per joint, unless a joint limit or the relative cap stops the joint (a hard
+    limit wins over smoothness) or the target was rejected (hold).
 Every tick that changed the target counts as one intervention; the last reason is kept.
 """
 from __future__ import annotations
@@ -37,6 +41,13 @@ class SafetyConfig:
     # per step on ALOHA; ours is per command, against the latest joint state). null disables.
     # Never applied to grippers: closing on an object keeps the measured finger open on purpose.
     max_relative_target: float | None = 0.35
+    # rad/s², arm joints: how fast the commanded velocity may change. Stops chatter (an alternating
+    # chunk otherwise reverses at the full step cap every tick). null disables. Per-joint overrides in
+    # max_acceleration_joints, keyed like max_velocity.
+    max_acceleration: float | None = None
+    max_acceleration_joints: dict[str, float] = field(default_factory=dict)
+    # Normalised gripper units per second²; null disables.
+    gripper_max_acceleration: float | None = None
 
     def validate(self) -> None:
         for k, v in self.max_velocity.items():
@@ -46,6 +57,13 @@ class SafetyConfig:
             raise cfg.ConfigError("safety.gripper_max_velocity: must be positive")
         if self.max_relative_target is not None and not self.max_relative_target > 0:
             raise cfg.ConfigError("safety.max_relative_target: must be positive or null")
+        for key in ("max_acceleration", "gripper_max_acceleration"):
+            v = getattr(self, key)
+            if v is not None and not v > 0:
+                raise cfg.ConfigError(f"safety.{key}: must be positive or null, got {v}")
+        for k, v in self.max_acceleration_joints.items():
+            if not v > 0:
+                raise cfg.ConfigError(f"safety.max_acceleration_joints.{k}: must be positive, got {v}")
 
 
 @dataclass
@@ -68,27 +86,41 @@ class SafetyFilter:
         self.upper = robot.upper.astype(float)
         self.step = self._step_caps()
         self.relative = self._relative_caps()
+        self.accel = self._accel_caps()
         self.interventions = 0
         self.last_reason = ""
         self.kinds: Counter[str] = Counter()
 
     # ---- configuration ------------------------------------------------------------------
-    def _step_caps(self) -> np.ndarray:
+    def _per_joint(self, arm: float, gripper: float, overrides: dict[str, float], key: str) -> np.ndarray:
+        """14 values: ``arm`` for arm joints, ``gripper`` for grippers, then per-joint overrides."""
         rc = self.robot.config
-        vel = np.full(14, float(rc.velocity_limit))
+        out = np.full(14, float(arm))
         for i in self.robot.gripper_indices:
-            vel[i] = self.config.gripper_max_velocity
+            out[i] = gripper
         valid = set(rc.arm_joints) | {n for n in self.names if not n.endswith(rc.gripper_joint)}
-        for key in self.config.max_velocity:
-            if key not in valid:
-                raise cfg.ConfigError(f"safety.max_velocity.{key}: unknown arm joint (allowed: {sorted(valid)})")
+        for k in overrides:
+            if k not in valid:
+                raise cfg.ConfigError(f"safety.{key}.{k}: unknown arm joint (allowed: {sorted(valid)})")
         for i, name in enumerate(self.names):
             joint = name.split("_", 1)[1]
-            if joint in self.config.max_velocity:
-                vel[i] = self.config.max_velocity[joint]
-            if name in self.config.max_velocity:
-                vel[i] = self.config.max_velocity[name]
+            if joint in overrides:
+                out[i] = overrides[joint]
+            if name in overrides:
+                out[i] = overrides[name]
+        return out
+
+    def _step_caps(self) -> np.ndarray:
+        vel = self._per_joint(self.robot.config.velocity_limit, self.config.gripper_max_velocity,
+                              self.config.max_velocity, "max_velocity")
         return vel * self.dt
+
+    def _accel_caps(self) -> np.ndarray:
+        """Largest change of the per-tick step (rad per tick, per tick); inf where no limit is set."""
+        c = self.config
+        arm = np.inf if c.max_acceleration is None else c.max_acceleration
+        grip = np.inf if c.gripper_max_acceleration is None else c.gripper_max_acceleration
+        return self._per_joint(arm, grip, c.max_acceleration_joints, "max_acceleration_joints") * self.dt ** 2
 
     def _relative_caps(self) -> np.ndarray:
         rel = np.full(14, np.inf)
@@ -100,7 +132,7 @@ class SafetyFilter:
 
     # ---- the filter -----------------------------------------------------------------------
     def filter(self, target, previous, measured=None, hold: bool = False,
-               inward_from_previous: bool = False) -> FilterResult:
+               inward_from_previous: bool = False, previous_step=None) -> FilterResult:
         """Make ``target`` safe to send after ``previous`` (the last command actually sent).
 
         ``measured``: latest 14-D joint state (or None when stale/unknown) for the relative cap.
@@ -109,6 +141,8 @@ class SafetyFilter:
         ``inward_from_previous``: for planned pose moves that start beyond a limit (the sleep pose):
         targets between ``previous`` and the limit pass unclipped, so a smooth path stays smooth
         instead of jumping to the limit at the step cap.
+        ``previous_step``: ``previous`` minus the command before it (None: unknown, e.g. just seeded);
+        with an acceleration limit configured, this step may change by at most max_acceleration·dt².
         """
         prev = np.asarray(previous, dtype=float)
         if prev.shape != (14,) or not np.all(np.isfinite(prev)):
@@ -126,6 +160,7 @@ class SafetyFilter:
             c = np.clip(t, self.lower, self.upper)
         if np.any(c != t):
             reasons.append(("limit", self._worst(t, c, "joint limit")))
+        c = self._limit_acceleration(c, prev, previous_step, reasons)
         if measured is not None:
             m = np.asarray(measured, dtype=float)
             if m.shape == (14,) and np.all(np.isfinite(m)):
@@ -144,6 +179,19 @@ class SafetyFilter:
             return FilterResult(out, False)
         res = FilterResult(out, True, "; ".join(r for _, r in reasons))
         return self._count(res, reasons[0][0])
+
+    def _limit_acceleration(self, c: np.ndarray, prev: np.ndarray, previous_step, reasons: list) -> np.ndarray:
+        """Keep the step within ±accel of the previous step (which obeyed the step cap, so the window
+        overlaps the step-cap window and the later step clip keeps the result inside both)."""
+        if previous_step is None or not np.any(np.isfinite(self.accel)):
+            return c
+        v = np.clip(np.asarray(previous_step, dtype=float), -self.step, self.step)
+        if v.shape != (14,) or not np.all(np.isfinite(v)):
+            return c
+        a = np.clip(c, prev + v - self.accel, prev + v + self.accel)
+        if np.any(a != c):
+            reasons.append(("acceleration", self._worst(c, a, "acceleration cap")))
+        return a
 
     def _invalid(self, target) -> str:
         try:

@@ -121,3 +121,53 @@ def test_clean_target_passes_unchanged():
     t = START + 0.01
     res = f.filter(t, START, START)
     assert not res.intervened and np.array_equal(res.command, t) and f.interventions == 0
+
+
+ACCEL = SafetyConfig(max_acceleration=20.0, gripper_max_acceleration=50.0, max_relative_target=None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(adversarial_vector, min_size=1, max_size=40))
+def test_acceleration_cap_holds_inside_limits_and_step_cap_stays_hard(targets):
+    """With max_acceleration set: limits and step cap still always hold, and the step changes by at most
+    accel*dt^2 per tick except where a joint limit stopped the joint or the target was rejected."""
+    f = SafetyFilter(ROBOT, ACCEL)
+    prev, step = START.copy(), np.zeros(14)
+    for t in targets:
+        res = f.filter(t, prev, previous_step=step)
+        c = res.command
+        assert f.within_guarantees(c, prev)
+        assert np.all(c >= ROBOT.lower - 1e-12) and np.all(c <= ROBOT.upper + 1e-12)
+        new_step = c - prev
+        at_limit = (np.abs(c - ROBOT.lower) < 1e-12) | (np.abs(c - ROBOT.upper) < 1e-12)
+        if not res.reason.startswith("rejected"):
+            ok = (np.abs(new_step - step) <= f.accel + 1e-12) | at_limit
+            assert np.all(ok), res.reason
+        prev, step = c, new_step
+
+
+def test_alternating_chunk_no_longer_chatters_at_the_step_cap():
+    """An alternating +-0.25 rad target reverses every joint at the step cap each tick without an
+    acceleration cap; with one, the arm barely moves and reverses far less often."""
+    def run(config):
+        f = SafetyFilter(ROBOT, config)
+        prev, step, cmds = START.copy(), np.zeros(14), []
+        for k in range(250):
+            t = START + (0.25 if k % 2 == 0 else -0.25)
+            c = f.filter(t, prev, previous_step=step).command
+            prev, step = c, c - prev
+            cmds.append(c[0])
+        d = np.diff(cmds)
+        return int(np.sum(np.sign(d[1:]) * np.sign(d[:-1]) < 0)), float(np.max(np.abs(d)))
+
+    reversals, largest = run(SafetyConfig(max_relative_target=None))
+    assert reversals > 200 and largest == pytest.approx(np.pi * 0.02)
+    reversals, largest = run(ACCEL)
+    assert largest <= 20.0 * 0.02 ** 2 * 2 + 1e-12 and largest < 0.01
+
+
+def test_acceleration_config_rejects_non_positive_and_unknown_joints():
+    with pytest.raises(ConfigError, match="safety.max_acceleration: must be positive"):
+        SafetyFilter(ROBOT, SafetyConfig(max_acceleration=0.0))
+    with pytest.raises(ConfigError, match="safety.max_acceleration_joints.elbw"):
+        SafetyFilter(ROBOT, SafetyConfig(max_acceleration=10.0, max_acceleration_joints={"elbw": 1.0}))

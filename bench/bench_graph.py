@@ -30,11 +30,12 @@ def in_process(bundle: Path, n: int) -> tuple[list[float], object]:
     from cosmos_policy_ros.deploy.policy_config import apply_torch_threads
 
     apply_torch_threads(0)
-    engine = build_engine(resolve_bundle(bundle))
+    resolved = resolve_bundle(bundle)
+    engine = build_engine(resolved)
     size = engine.cfg.layout.image_size
     rng = np.random.default_rng(0)
     obs = {"images": {c: rng.integers(0, 255, (96, 128, 3), dtype=np.uint8) for c in engine.layout.cameras},
-           "proprio": np.zeros(14), "instruction": resolve_bundle(bundle).instruction}
+           "proprio": np.zeros(14), "instruction": resolved.instruction}
     engine.act(obs)  # warm-up
     times = []
     for i in range(n):
@@ -116,9 +117,8 @@ def main() -> None:
 
     bundle = make_random_bundle(Path(tempfile.mkdtemp()) / "b", a.config)
     from cosmos_policy_ros.deploy.bundle import resolve_bundle
-    from cosmos_policy_ros.model.config import model_config_from_dict
 
-    cams = list(model_config_from_dict(resolve_bundle(bundle).model_config).layout.cameras)
+    cams = list(resolve_bundle(bundle).model_config.layout.cameras)
     sim = start_sim(cams)  # both measurements share the CPU with the rendering sim, as on a robot PC
     try:
         time.sleep(5)

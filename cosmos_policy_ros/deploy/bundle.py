@@ -1,4 +1,4 @@
-"""Find everything a policy needs from one checkpoint path, and build the engine.
+"""Find everything a policy needs from one checkpoint path, load it once into typed values, build the engine.
 
 A *bundle* is a folder with ``model.safetensors`` (net.* [+ net_ema.*] + vae.* weights), a JSON
 (``policy.json`` from ``cosmos-aloha train --export``, or a training checkpoint's
@@ -6,6 +6,11 @@ A *bundle* is a folder with ``model.safetensors`` (net.* [+ net_ema.*] + vae.* w
 default instruction, action period) and ``instruction_embeddings.pt`` (T5 embeddings). A training
 run folder works too (its ``latest`` checkpoint is used). A bare weights file (e.g. the
 released 2B checkpoint) needs the model config, statistics and T5 file named explicitly.
+
+Why one resolution step: the model config and statistics arrive as a path, a YAML name or a dict
+inside the metadata. `resolve_bundle` turns all of them into a `ModelConfig` and a statistics dict
+here, at the edge, with one-line errors naming the file, so the engine and the planning check below
+take one type each. The module stays free of torch: nodes import it before they decide to build a model.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cosmos_policy_ros.config import ConfigError, share_dir
+from cosmos_policy_ros.model.config import ModelConfig, load_model_config, model_config_from_dict
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
@@ -26,19 +32,26 @@ BUNDLED_PLANNING_CHECKPOINT = "checkpoints/sim_small_transfer_cube_planning"
 
 
 @dataclass
-class BundlePaths:
+class CheckpointBundle:
+    """One resolved checkpoint: what `build_engine` loads, plus what the nodes report about it."""
+
     weights: Path
-    model_config: Path | dict
-    stats: Path | dict
+    model_config: ModelConfig
+    # dataset statistics ({actions,proprio}_{min,max,...}: lists of floats), read once
+    stats: dict
     t5_embeddings: Path
     instruction: str
+    # s between actions of a chunk, as trained; None: the node's configured period
     action_period_s: float | None
+    # content hash of the weights (+ "@step"), carried in logs and recorded chunks
     checkpoint_id: str
     model_name: str
     ema: bool = False           # use the net_ema.* weights (our trainer's bundles)
     center_crop: bool = True    # upstream preprocessing; our sim checkpoints were trained uncropped
     meta_file: Path | None = None   # policy.json / checkpoint.json it was read from (None: bare weights file)
     meta: dict = field(default_factory=dict)  # that file's contents (train config, step, task, ...)
+    # the JSON file the statistics came from; None: inline in meta_file
+    stats_file: Path | None = None
 
 
 def default_checkpoint() -> Path:
@@ -52,48 +65,85 @@ def default_planning_checkpoint() -> Path:
 
 
 def resolve_bundle(checkpoint: str | Path = "", model_config: str | Path = "", stats: str | Path = "",
-                   t5_embeddings: str | Path = "") -> BundlePaths:
-    """Resolve a checkpoint folder / run folder / weights file into the four inputs of the engine."""
+                   t5_embeddings: str | Path = "") -> CheckpointBundle:
+    """Resolve a checkpoint folder / run folder / weights file; explicit arguments override its metadata.
+
+    Empty strings mean "not given" (ROS parameters cannot be None). A bare weights file has no
+    metadata, so it needs all three of model_config, stats and t5_embeddings.
+    """
     path = Path(checkpoint).expanduser() if str(checkpoint) else default_checkpoint()
     if not path.exists():
         hint = " (the bundled checkpoint is missing from this install)" if not str(checkpoint) else ""
         raise ConfigError(f"{path}: checkpoint not found{hint}")
-    meta: dict = {}
-    meta_file = None
-    if path.is_dir():
-        if (path / "latest").is_file():  # a training run folder
-            path = path / "checkpoints" / (path / "latest").read_text().strip()
-        meta_file = next((path / f for f in (EXPORT_META_FILE, META_FILE) if (path / f).is_file()), None)
-        if meta_file is None or not (path / MODEL_FILE).is_file():
-            raise ConfigError(f"{path}: not a checkpoint folder (needs {MODEL_FILE} and {EXPORT_META_FILE} "
-                              f"or {META_FILE})")
-        try:
-            meta = json.loads(meta_file.read_text())
-            if "stats" not in meta and (path / STATS_FILE).is_file():
-                meta["stats"] = json.loads((path / STATS_FILE).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{meta_file}: unreadable checkpoint metadata ({exc})") from None
-        weights = path / MODEL_FILE
-        embed = path / EMBED_FILE
-    else:
-        weights, embed = path, None
-    cfg_src = Path(model_config) if str(model_config) else meta.get("model")
-    stats_src = Path(stats) if str(stats) else meta.get("stats")
-    t5_src = Path(t5_embeddings) if str(t5_embeddings) else embed
-    for name, value in (("model_config", cfg_src), ("stats", stats_src), ("t5_embeddings", t5_src)):
-        if value is None:
+    weights, meta_file, meta = _read_folder(path) if path.is_dir() else (path, None, {})
+    folder = weights.parent if meta_file else None
+    given = {"model_config": str(model_config), "stats": str(stats), "t5_embeddings": str(t5_embeddings)}
+    for name, has_default in (("model_config", meta.get("model") is not None), ("stats", folder is not None),
+                              ("t5_embeddings", folder is not None)):
+        if not given[name] and not has_default:
             raise ConfigError(f"{weights}: a bare weights file needs the {name} parameter")
-    if isinstance(cfg_src, Path) and not cfg_src.is_file():
-        cfg_src = share_dir() / "config" / "model" / cfg_src
-        if not cfg_src.is_file():
-            raise ConfigError(f"{model_config}: model config not found")
-    model_name = (meta.get("model") or {}).get("name", "") if isinstance(meta.get("model"), dict) else ""
-    step = meta.get("step")
-    files = meta.get("files", {})
-    return BundlePaths(weights, cfg_src, stats_src, Path(t5_src), meta.get("instruction", ""),
-                       meta.get("action_period_s"), _checkpoint_id(weights, step), model_name or Path(weights).stem,
-                       ema=bool(files.get("ema", False)), center_crop=bool(meta.get("center_crop", not meta)),
-                       meta_file=meta_file, meta=meta)
+    cfg = _load_model_config(given["model_config"], meta, meta_file)
+    stats_dict, stats_file = _load_stats(given["stats"], meta, meta_file, folder)
+    t5 = Path(given["t5_embeddings"]).expanduser() if given["t5_embeddings"] else folder / EMBED_FILE
+    if not t5.is_file():
+        raise ConfigError(f"{t5}: T5 embeddings file not found")
+    model = meta.get("model")
+    model_name = model.get("name", "") if isinstance(model, dict) else ""
+    return CheckpointBundle(
+        weights=weights, model_config=cfg, stats=stats_dict, t5_embeddings=t5,
+        instruction=meta.get("instruction", ""), action_period_s=meta.get("action_period_s"),
+        checkpoint_id=_checkpoint_id(weights, meta.get("step")), model_name=model_name or weights.stem,
+        ema=bool(meta.get("files", {}).get("ema", False)), center_crop=bool(meta.get("center_crop", not meta)),
+        meta_file=meta_file, meta=meta, stats_file=stats_file)
+
+
+def _read_folder(path: Path) -> tuple[Path, Path, dict]:
+    """(weights, metadata file, its contents) of a bundle or checkpoint folder; a run folder -> its latest."""
+    if (path / "latest").is_file():  # a training run folder
+        path = path / "checkpoints" / (path / "latest").read_text().strip()
+    meta_file = next((path / f for f in (EXPORT_META_FILE, META_FILE) if (path / f).is_file()), None)
+    if meta_file is None or not (path / MODEL_FILE).is_file():
+        raise ConfigError(f"{path}: not a checkpoint folder (needs {MODEL_FILE} and {EXPORT_META_FILE} "
+                          f"or {META_FILE})")
+    return path / MODEL_FILE, meta_file, _read_json(meta_file, "checkpoint metadata")
+
+
+def _read_json(path: Path, what: str) -> dict:
+    """A JSON object from `path`, or one ConfigError naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _load_model_config(given: str, meta: dict, meta_file: Path | None) -> ModelConfig:
+    """The explicit model YAML (a path or a name under config/model/), else the metadata's `model` key."""
+    if not given:
+        return model_config_from_dict(meta["model"], str(meta_file))
+    path = Path(given).expanduser()
+    if not path.is_file():
+        path = share_dir() / "config" / "model" / given
+        if not path.is_file():
+            raise ConfigError(f"{given}: model config not found")
+    return load_model_config(path)
+
+
+def _load_stats(given: str, meta: dict, meta_file: Path | None, folder: Path | None) -> tuple[dict, Path | None]:
+    """(statistics, the file they came from): the explicit file, else inline in the metadata, else beside it."""
+    if given:
+        path = Path(given).expanduser()
+    elif meta.get("stats") is not None:
+        if not isinstance(meta["stats"], dict):
+            raise ConfigError(f"{meta_file}: stats: expected a mapping, got {type(meta['stats']).__name__}")
+        return meta["stats"], None
+    else:
+        path = folder / STATS_FILE
+    return _read_json(path, "statistics"), path
 
 
 def _checkpoint_id(weights: Path, step) -> str:
@@ -104,31 +154,26 @@ def _checkpoint_id(weights: Path, step) -> str:
     return h.hexdigest()[:12] + (f"@{step}" if step is not None else "")
 
 
-def _as_dict(src: Path | dict) -> dict:
-    return src if isinstance(src, dict) else json.loads(Path(src).read_text()) if Path(src).suffix == ".json" else {}
-
-
-def check_planning_compatible(policy: BundlePaths, planning: BundlePaths) -> None:
-    """The planning model scores the policy's action latents: both must normalise with the same numbers."""
-    a, b = _as_dict(policy.stats), _as_dict(planning.stats)
-    if a and b and a != b:
+def check_planning_compatible(policy: CheckpointBundle, planning: CheckpointBundle) -> None:
+    """The planning model scores the policy's action latents: both must normalise with the same numbers
+    and share the latent layout and VAE (the engine builds the planning net from the policy's config)."""
+    if policy.stats != planning.stats:
         raise ConfigError(f"{planning.weights}: planning checkpoint was trained with other dataset statistics than "
-                          f"the policy {policy.weights} (fine-tune it with `cosmos-aloha train --init-from` the policy)")
-    ca, cb = _as_dict(policy.model_config), _as_dict(planning.model_config)
-    if ca and cb and (ca.get("layout") != cb.get("layout") or ca.get("vae") != cb.get("vae")):
+                          f"the policy {policy.weights} (fine-tune it with `cosmos-aloha train --init-from` "
+                          f"the policy)")
+    a, b = policy.model_config, planning.model_config
+    if a.layout != b.layout or a.vae != b.vae:
         raise ConfigError(f"{planning.weights}: planning checkpoint has another latent layout or VAE than the policy "
                           f"{policy.weights}")
 
 
-def build_engine(paths: BundlePaths, planning: BundlePaths | None = None, device: str | None = None):
-    """PolicyEngine from resolved paths (torch and the model core are imported here, not at node import)."""
-    from cosmos_policy_ros.inference.engine import PolicyEngine
-    from cosmos_policy_ros.model.config import load_model_config, model_config_from_dict
+def build_engine(bundle: CheckpointBundle, planning: CheckpointBundle | None = None, device: str | None = None):
+    """PolicyEngine from a resolved bundle (+ a planning bundle whose world model and value it uses)."""
+    from cosmos_policy_ros.inference.engine import PolicyEngine  # heavy: torch and the model core
 
     if planning is not None:
-        check_planning_compatible(paths, planning)
-    cfg = (model_config_from_dict(paths.model_config, str(paths.weights)) if isinstance(paths.model_config, dict)
-           else load_model_config(paths.model_config))
-    return PolicyEngine.from_files(cfg, paths.weights, paths.stats, paths.t5_embeddings,
+        check_planning_compatible(bundle, planning)
+    return PolicyEngine.from_files(bundle.model_config, bundle.weights, bundle.stats, bundle.t5_embeddings,
                                    planning_checkpoint=planning.weights if planning else None, device=device,
-                                   ema=paths.ema, center_crop=paths.center_crop)
+                                   ema=bundle.ema, center_crop=bundle.center_crop,
+                                   stats_source=str(bundle.stats_file or bundle.meta_file))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..model import layout as L
-from ..model.config import ModelConfig, load_model_config
+from ..model.config import ModelConfig
 from ..model.layout import Query
 from ..model.policy_model import CosmosPolicyModel
 from ..model.text import T5EmbeddingStore
@@ -67,22 +67,24 @@ class PolicyEngine:
             raise ValueError("policy and planning models must share the latent layout")
 
     @classmethod
-    def from_files(cls, config: str | Path | ModelConfig, checkpoint: str | Path, stats: str | Path | Mapping,
-                   t5_embeddings: str | Path, *, vae_checkpoint: str | Path | None = None,
-                   planning_checkpoint: str | Path | None = None, device: str | None = None,
-                   dtype: torch.dtype | None = None, ema: bool = False, max_batch: int | None = None,
-                   center_crop: bool = True, stats_method: str = "min_max") -> "PolicyEngine":
-        """Build from a model YAML, DiT checkpoint (+ VAE checkpoint), statistics JSON and T5 file."""
-        cfg = config if isinstance(config, ModelConfig) else load_model_config(config)
-        model = CosmosPolicyModel.build(cfg, device, dtype, seed=None)
+    def from_files(cls, config: ModelConfig, checkpoint: Path, stats: Mapping, t5_embeddings: Path, *,
+                   vae_checkpoint: Path | None = None, planning_checkpoint: Path | None = None,
+                   device: str | None = None, dtype: torch.dtype | None = None, ema: bool = False,
+                   max_batch: int | None = None, center_crop: bool = True, stats_method: str = "min_max",
+                   stats_source: str = "<dict>") -> "PolicyEngine":
+        """Build from a loaded config and statistics plus the weight files (DiT [+ VAE], T5 embeddings).
+
+        The config and statistics arrive already parsed (deploy.bundle.resolve_bundle reads them once,
+        wherever they came from); only the large files are read here. stats_source names where the
+        statistics came from in errors.
+        """
+        model = CosmosPolicyModel.build(config, device, dtype, seed=None)
         model.load_checkpoints(checkpoint, vae_checkpoint, ema=ema)
         planner = None
         if planning_checkpoint is not None:
-            planner = CosmosPolicyModel.build(cfg, device, dtype, seed=None)
+            planner = CosmosPolicyModel.build(config, device, dtype, seed=None)
             planner.load_checkpoints(planning_checkpoint, vae_checkpoint or checkpoint, ema=ema)
-        dim = cfg.layout.action_dim
-        st = (DatasetStats.from_dict(stats, stats_method, dim) if isinstance(stats, Mapping)
-              else DatasetStats.load(stats, stats_method, dim))
+        st = DatasetStats.from_dict(stats, stats_method, config.layout.action_dim, stats_source)
         return cls(model, st, T5EmbeddingStore.load(t5_embeddings), planner, max_batch, center_crop)
 
     # ------------------------------------------------------------------ observation -> latents

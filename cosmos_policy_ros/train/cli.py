@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from cosmos_policy_ros.model.config import config_to_dict, model_config_from_dict
+from cosmos_policy_ros.deploy.bundle import resolve_bundle
+from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_config_from_dict
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 
 from . import checkpointing as ck
@@ -73,16 +74,15 @@ def start(config: str | Path, data, run: str | Path, overrides: dict | None = No
 class Parent:
     """A bundle or training checkpoint a fine-tuning run starts from (resolved like the nodes do)."""
 
-    def __init__(self, path: Path, model_cfg_dict: dict, stats: dict, instruction: str,
+    def __init__(self, path: Path, model_cfg: ModelConfig, stats: dict, instruction: str,
                  weights: dict[str, torch.Tensor]):
-        self.path, self.stats, self.instruction, self.weights = path, stats, instruction, weights
-        self.model_cfg = model_config_from_dict(model_cfg_dict, str(path))
+        self.path, self.model_cfg, self.stats, self.instruction, self.weights = (
+            path, model_cfg, stats, instruction, weights)
 
     @classmethod
     def load(cls, path: str | Path) -> "Parent":
         from safetensors.torch import load_file
 
-        from cosmos_policy_ros.deploy.bundle import resolve_bundle
         # run folder -> latest; policy.json or checkpoint.json; stats inline or beside; a bare weights
         # file is refused there in one line (it carries no model config or statistics)
         b = resolve_bundle(path)

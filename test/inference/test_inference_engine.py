@@ -1,6 +1,4 @@
 """PolicyEngine on the tiny model: shapes, units, determinism, queries, planning, from_files."""
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -12,8 +10,6 @@ from cosmos_policy_ros.inference.planning import PlanConfig, choose, plan
 from cosmos_policy_ros.inference.value import aggregate_values
 from cosmos_policy_ros.model import layout as L
 from cosmos_policy_ros.model.text import T5EmbeddingStore, UnknownInstructionError
-
-from model_fixtures import CONFIG_DIR
 
 STATS = {
     "actions_min": [-1.0] * 6 + [0.0] + [-1.0] * 6 + [0.0], "actions_max": [1.0] * 6 + [1.0] + [1.0] * 6 + [1.0],
@@ -173,13 +169,21 @@ def test_preprocess_image():
         preprocess_image(img.astype(np.float32), 32)
 
 
-def test_from_files(tmp_path, tiny_model):
+def test_from_files_loads_the_saved_weights_with_the_given_config_and_stats(tmp_path, tiny_model, tiny_cfg):
     ckpt = tmp_path / "tiny.safetensors"
     tiny_model.save(ckpt)
-    (tmp_path / "stats.json").write_text(json.dumps(STATS))
     T5EmbeddingStore({"fold shirt": torch.randn(1, 8, 16)}).save(tmp_path / "t5.pt")
-    eng = PolicyEngine.from_files(CONFIG_DIR / "tiny_test.yaml", ckpt, tmp_path / "stats.json",
-                                  tmp_path / "t5.pt", device="cpu", planning_checkpoint=ckpt)
+    eng = PolicyEngine.from_files(tiny_cfg, ckpt, STATS, tmp_path / "t5.pt", device="cpu", planning_checkpoint=ckpt)
     sd_a, sd_b = eng.model.net.state_dict(), tiny_model.net.state_dict()
     assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+    assert np.array_equal(eng.stats.actions_max, STATS["actions_max"])
     assert eng.act(make_obs(), seed=1).actions.shape == (50, 14)
+
+
+def test_from_files_names_the_statistics_source_in_errors(tmp_path, tiny_model, tiny_cfg):
+    ckpt = tmp_path / "tiny.safetensors"
+    tiny_model.save(ckpt)
+    T5EmbeddingStore({"fold shirt": torch.randn(1, 8, 16)}).save(tmp_path / "t5.pt")
+    broken = {k: v for k, v in STATS.items() if k != "proprio_max"}
+    with pytest.raises(StatsError, match="policy.json: missing key 'proprio_max'"):
+        PolicyEngine.from_files(tiny_cfg, ckpt, broken, tmp_path / "t5.pt", device="cpu", stats_source="policy.json")

@@ -22,6 +22,8 @@ class CameraConfig:
     cameras: dict[str, CameraSpec]
     width: int = 640
     height: int = 480
+    # px: a frame with a side shorter than this is refused (1x1, 32x24: a driver fault, not an image)
+    min_side_px: int = 48
 
     def validate(self) -> None:
         if "{name}" not in self.topic_pattern:
@@ -30,6 +32,8 @@ class CameraConfig:
             raise cfg.ConfigError("cameras: exactly one camera must have role: primary")
         if self.width <= 0 or self.height <= 0:
             raise cfg.ConfigError("width/height: must be positive")
+        if self.min_side_px < 1:
+            raise cfg.ConfigError(f"min_side_px: must be >= 1, got {self.min_side_px}")
 
     def topic(self, name: str) -> str:
         return self.topic_pattern.format(name=name)

@@ -2,7 +2,9 @@
 
 A policy that acts on a frozen camera or on a joint state from a second ago is worse than one
 that waits, so :meth:`ObservationCache.build` refuses (and says why) when any required stream is
-older than ``max_age_s`` or the frames are further apart than ``max_skew_s``. Times are seconds on
+older than ``max_age_s``, stamped more than ``max_future_s`` ahead of now (a frozen frame stamped in
+the future would otherwise count as fresh for as long as its stamp lies ahead), or the frames are further
+apart than ``max_skew_s``. Times are seconds on
 one clock chosen by the caller (the node uses message stamps; tests use plain numbers).
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ class NotReady:
 
 class ObservationCache:
     def __init__(self, cameras: list[str], required_cameras: list[str], max_age_s: float = 0.5,
-                 max_skew_s: float = 0.1, arms: tuple[str, ...] = ("left", "right")):
+                 max_skew_s: float = 0.1, arms: tuple[str, ...] = ("left", "right"), max_future_s: float = 0.05):
         unknown = set(required_cameras) - set(cameras)
         if unknown:
             raise ValueError(f"required cameras {sorted(unknown)} are not among the cameras {cameras}")
@@ -39,6 +41,7 @@ class ObservationCache:
         self.arms = arms
         self.max_age_s = max_age_s
         self.max_skew_s = max_skew_s
+        self.max_future_s = max_future_s
         self._images: dict[str, tuple[float, np.ndarray]] = {}
         self._arms: dict[str, tuple[float, np.ndarray]] = {}
         self.stats = {name: StreamStats(name) for name in [*self.cameras, *arms]}
@@ -75,6 +78,9 @@ class ObservationCache:
             images[cam] = self._images[cam][1]
         ages = {k: now - t for k, t in stamps.items()}
         for name, age in ages.items():
+            if -age > self.max_future_s:
+                return NotReady(f"{name} is stamped {-age:.2f} s in the future (limit {self.max_future_s:.2f} s): "
+                                f"are the clocks of camera/driver host and this host in sync?")
             if age > self.max_age_s and (name in self.arms or name in self.required):
                 return NotReady(f"{name} is stale: newest sample {age:.2f} s old (limit {self.max_age_s:.2f} s)")
         fresh = {k: t for k, t in stamps.items() if ages[k] <= self.max_age_s}

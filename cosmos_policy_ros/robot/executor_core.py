@@ -7,7 +7,7 @@ States (ExecutorStatus.state):
   IDLE     passive: nothing is published; the motors keep their last goal.
   RUNNING  chunks are executed (holds the last safe target while the schedule is dry).
   HOLDING  started, but no valid chunk for ``chunk_timeout_s`` or joint states stale: hold.
-  ESTOP    latched by /cosmos/estop: hold the last command (torque stays on), chunks refused.
+  ESTOP    latched by the e-stop topic (topics.ESTOP): hold the last command (torque on), chunks refused.
   MOVING   min-jerk move to the start or sleep pose, then IDLE.
 Every command — chunk targets, holds, pose moves — passes through the same SafetyFilter.
 Torque is only ever switched off after a completed sleep move with the arm measured at the sleep
@@ -92,7 +92,7 @@ class ExecutorCore:
         with self._lock:
             if active and self.mode != ESTOP:
                 self.mode, self.move = ESTOP, None
-                self.scheduler.clear()
+                self.scheduler.clear(forget_order=True)
                 held = "holding the last command" if self.last_command is not None else "passive (motors keep their goal)"
                 return self._event("warn", f"E-STOP: {held}; torque stays on")
             if not active and self.mode == ESTOP:
@@ -109,9 +109,10 @@ class ExecutorCore:
                 return True, "already running"
             if self.mode == MOVING:
                 return False, f"moving to the {self.move_goal_name} pose; call stop first"
-            if not self._seed(now):
-                return False, "no joint state received yet from both arms"
-            self.scheduler.clear()
+            refused = self._seed(now)
+            if refused:
+                return False, self._event("error", f"start refused: {refused}", throttle=True)
+            self.scheduler.clear(forget_order=True)
             self.chunk_watch.last = now  # the first chunk gets a full timeout to arrive
             self.mode, self.holding = RUNNING, False
             self._event("info", f"started ({self.config.scheduler.mode})")
@@ -122,7 +123,7 @@ class ExecutorCore:
             if self.mode == ESTOP:
                 return False, "e-stop is active"
             self.mode, self.move = IDLE, None
-            self.scheduler.clear()
+            self.scheduler.clear(forget_order=True)
             self._event("info", "stopped -> IDLE")
             return True, "idle"
 
@@ -137,8 +138,9 @@ class ExecutorCore:
             if self.mode == ESTOP:
                 return False, "e-stop is active"
             if self.mode == IDLE or self.last_command is None:  # else continue from the last command
-                if not self._seed(now):
-                    return False, "no joint state received yet from both arms"
+                refused = self._seed(now)
+                if refused:
+                    return False, self._event("error", f"{name} refused: {refused}", throttle=True)
             m = self.config.motion
             goal = np.clip(self.robot.pose14(name, gripper), self.robot.lower, self.robot.upper)
             self.move = PoseMove.plan(self.last_command, goal, now, m.speed, m.min_duration_s, m.gripper_speed,
@@ -148,13 +150,23 @@ class ExecutorCore:
             self.mode = MOVING
             return True, self._event("info", f"moving to the {name} pose over {self.move.duration:.1f} s")
 
-    def _seed(self, now: float) -> bool:
-        """Take the measured pose as the previous command when (re)gaining control."""
+    def _seed(self, now: float) -> str:
+        """Take the measured pose as the previous command when (re)gaining control; "" or why not.
+
+        A stale joint state is refused: the arm may have moved since, and the first command would jump
+        from where it was to where the chunk says (seen: 0.36 rad in one tick from a 2.5 s old state).
+        """
         if not all(w.last > -math.inf for w in self.state_watch) or not np.all(np.isfinite(self.measured)):
-            return False
+            return "no joint state received yet from both arms"
+        limit = self.config.watchdog.joint_state_timeout_s
+        ages = [w.age(now) for w in self.state_watch]
+        if limit > 0 and max(ages) >= limit:
+            side = self.robot.config.arms[int(np.argmax(ages))]
+            return (f"the {side} arm's joint state is {max(ages):.2f} s old (limit watchdog.joint_state_timeout_s "
+                    f"{limit:.2f} s): not seeding from a stale pose")
         self.last_command = self.measured.copy()
         self.last_step = None  # unknown velocity: the acceleration cap starts counting from the next tick
-        return True
+        return ""
 
     # ---- the periodic tick (loop thread) -----------------------------------------------------------
     def tick(self, now: float) -> TickOutput:

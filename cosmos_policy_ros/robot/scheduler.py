@@ -111,6 +111,9 @@ class SchedulerConfig:
     latency_window: int = 10  # estimate = max of the last N measured latencies (decays, unlike a running max)
     latency_margin_s: float = 0.06
     request_retry_s: float = 1.0
+    # s: a chunk stamped further ahead of this clock is rejected (a clock-skewed or broken producer would
+    # otherwise act seconds early and block every later chunk as "out of order")
+    max_future_s: float = 0.05
 
     def validate(self) -> None:
         if self.execute_steps < 1:
@@ -121,6 +124,8 @@ class SchedulerConfig:
             raise cfg.ConfigError("scheduler.max_chunks / latency_window: must be >= 1")
         if self.request_retry_s <= 0:
             raise cfg.ConfigError("scheduler.request_retry_s: must be positive")
+        if not self.max_future_s >= 0:
+            raise cfg.ConfigError(f"scheduler.max_future_s: must be >= 0, got {self.max_future_s}")
 
 
 class LatencyEstimator:
@@ -185,6 +190,9 @@ class ChunkScheduler:
             shift = (now - lat) - chunk.stamp
             chunk.stamp += shift
             chunk.times = chunk.times + shift
+        if chunk.stamp > now + self.config.max_future_s:
+            return False, (f"from the future: stamp {chunk.stamp - now:.3f} s ahead of this clock (limit "
+                           f"scheduler.max_future_s {self.config.max_future_s:.3f} s); are the hosts' clocks in sync?")
         n = self.newest
         if n is not None:
             if chunk.stamp < n.stamp:
@@ -197,11 +205,15 @@ class ChunkScheduler:
                            f"observation {now - chunk.stamp:.3f} s old)")
         return True, ""
 
-    def clear(self) -> None:
-        """Forget queued chunks (watchdog hold, stop, e-stop); ordering memory stays."""
+    def clear(self, forget_order: bool = False) -> None:
+        """Forget queued chunks. A watchdog hold keeps the ordering memory (a late chunk stays late);
+        stop / start / e-stop forget it too (``forget_order``), so nothing accepted before can block
+        what comes after."""
         self.chunks.clear()
         self.active = None
         self.last_request = None
+        if forget_order:
+            self.newest = None
 
     # ---- output -----------------------------------------------------------------------------
     def target(self, now: float) -> np.ndarray | None:

@@ -58,3 +58,15 @@ def test_skew_bound_and_bad_arm_state():
         c.put_arm("left", 1.0, [np.nan] * 7, now=1.0)
     with pytest.raises(ValueError, match="required cameras"):
         ObservationCache(["a"], ["b"])
+
+
+def test_a_frame_stamped_in_the_future_is_not_fresh():
+    """A frozen frame stamped seconds ahead used to count as fresh (age < 0) for as long as the stamp lay
+    ahead; now it is refused, naming the stream, while a few ms of clock skew still pass."""
+    c = _filled(t=10.0)
+    c.put_image("cam_high", 16.0, np.zeros((2, 2, 3), np.uint8), now=10.0)
+    r = c.build(now=10.05)
+    assert isinstance(r, NotReady) and r.reason.startswith("cam_high is stamped 5.95 s in the future")
+    c.put_image("cam_high", 10.08, np.zeros((2, 2, 3), np.uint8), now=10.05)   # 30 ms ahead: skew, fine
+    c.put_image("cam_low", 10.08, np.zeros((2, 2, 3), np.uint8), now=10.05)
+    assert isinstance(c.build(now=10.05), Observation)

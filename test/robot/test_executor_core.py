@@ -282,3 +282,30 @@ def test_synchronous_mode_waits_for_a_slow_planner_without_tripping_the_watchdog
             t += 0.02
         assert requested                     # asked again once the chunk was played
     assert core.scheduler.rejected == 0
+
+
+def test_start_home_and_sleep_refuse_a_stale_joint_state_and_say_how_old():
+    """With joint states 2.5 s old, start used to answer "running" and jump 0.36 rad in its first tick."""
+    cfg = ExecutorConfig(watchdog=WatchdogConfig(joint_state_timeout_s=0.5))
+    core = ExecutorCore(ROBOT, cfg)
+    core.on_measured(START, T0)
+    for call in (core.start, core.home, core.sleep):
+        ok, line = call(T0 + 2.5)
+        assert not ok and "joint state is 2.50 s old (limit watchdog.joint_state_timeout_s 0.50 s)" in line
+        assert core.state == IDLE and core.tick(T0 + 2.5).command is None
+    core.on_measured(START + 0.2, T0 + 2.5)        # the arm moved meanwhile; a fresh state arrives
+    ok, _ = core.start(T0 + 2.51)
+    assert ok
+    first = core.tick(T0 + 2.52).command
+    assert np.allclose(first, START + 0.2)          # seeded from where the arm really is
+
+
+def test_a_future_chunk_is_rejected_and_stop_start_clears_the_ordering_memory():
+    core = make_core()
+    core.start(T0)
+    ok, line = core.on_chunk(smooth_chunk(T0 + 1e6), T0)
+    assert not ok and "from the future" in line
+    assert core.on_chunk(smooth_chunk(T0 + 0.5, seq=2), T0 + 0.5)[0]
+    core.stop(T0 + 0.6)
+    core.start(T0 + 0.6)
+    assert core.on_chunk(smooth_chunk(T0 + 0.4, seq=3), T0 + 0.6)[0]   # older stamp, new run: accepted

@@ -168,3 +168,22 @@ def test_synchronous_plays_a_late_chunk_whole_then_requests_at_rest():
     assert s.add(ramp_chunk(end + 0.001, seq=1, start=5.0), end + 3.0)[0]
     assert s.target(end + 3.0)[0] == pytest.approx(5.0)              # the new chunk from its first action
     assert len(s.chunks) == 1
+
+
+def test_chunk_from_the_future_is_rejected_and_cannot_block_later_chunks():
+    """A chunk stamped now + 1e6 s used to be accepted (acting seconds early) and then reject every valid
+    chunk as out of order until its stamp passed. Small skew (within max_future_s) still passes."""
+    s = ChunkScheduler(SchedulerConfig(blend_duration_s=0, max_future_s=0.05))
+    ok, reason = s.add(const_chunk(10.0 + 1e6, 1.0), 10.0)
+    assert not ok and reason.startswith("from the future: stamp 1000000.000 s ahead")
+    assert s.add(const_chunk(10.03, 0.5), 10.0)[0]           # 30 ms of clock skew is tolerated
+    assert s.add(const_chunk(10.1, 0.2, seq=1), 10.1)[0]     # and nothing blocks what follows
+
+
+def test_stop_start_forgets_the_ordering_memory_but_a_watchdog_hold_does_not():
+    s = ChunkScheduler(SchedulerConfig(blend_duration_s=0))
+    assert s.add(const_chunk(20.0, 1.0), 20.0)[0]
+    s.clear()                                   # watchdog hold: an older chunk is still late
+    assert not s.add(const_chunk(19.5, 1.0), 20.1)[0]
+    s.clear(forget_order=True)                  # stop / start / e-stop
+    assert s.add(const_chunk(19.9, 1.0), 20.1)[0]

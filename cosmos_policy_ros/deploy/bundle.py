@@ -78,10 +78,11 @@ def resolve_bundle(checkpoint: str | Path = "", model_config: str | Path = "", s
     weights, meta_file, meta = _read_folder(path) if path.is_dir() else (path, None, {})
     folder = weights.parent if meta_file else None
     given = {"model_config": str(model_config), "stats": str(stats), "t5_embeddings": str(t5_embeddings)}
-    for name, has_default in (("model_config", meta.get("model") is not None), ("stats", folder is not None),
-                              ("t5_embeddings", folder is not None)):
-        if not given[name] and not has_default:
+    for name in ("model_config", "stats", "t5_embeddings"):
+        if not given[name] and meta_file is None:
             raise ConfigError(f"{weights}: a bare weights file needs the {name} parameter")
+    if not given["model_config"] and meta.get("model") is None:
+        raise ConfigError(f"{meta_file}: no 'model' key (pass the model_config parameter)")
     cfg = _load_model_config(given["model_config"], meta, meta_file)
     stats_dict, stats_file = _load_stats(given["stats"], meta, meta_file, folder)
     t5 = Path(given["t5_embeddings"]).expanduser() if given["t5_embeddings"] else folder / EMBED_FILE

@@ -139,6 +139,12 @@ def test_unreadable_or_missing_files_are_refused_in_one_line_naming_the_file(che
 
 def test_broken_metadata_is_refused_naming_the_file_and_key(checkpoint, tmp_path):
     folder = make_exported_bundle(checkpoint, tmp_path / "bundle")
+    meta = json.loads((folder / EXPORT_META_FILE).read_text())
+    (folder / EXPORT_META_FILE).write_text(json.dumps({k: v for k, v in meta.items() if k != "model"}))
+    with pytest.raises(ConfigError, match=re.escape(f"{folder / EXPORT_META_FILE}: no 'model' key")):
+        resolve_bundle(folder)
+    assert resolve_bundle(folder, model_config="tiny_test.yaml").model_config.name == meta["model"]["name"]
+    (folder / EXPORT_META_FILE).write_text(json.dumps(meta))
     (folder / STATS_FILE).unlink()
     with pytest.raises(ConfigError, match=re.escape(f"{folder / STATS_FILE}: statistics file not found")):
         resolve_bundle(folder)

@@ -1,21 +1,29 @@
-"""ALOHA HDF5 episodes: the on-disk format training reads (same as the recording converter writes).
+"""ALOHA HDF5 episodes: the one on-disk episode format, written by the bag converter, the demo generator and
+evaluation rollouts, and read by training.
 
 Layout (ACT / upstream `preprocess_split_aloha_data.py` raw format):
-  attrs: sim (bool), success (bool), task, instruction, seed (optional)
+  attrs: sim (bool), success (bool), success_score (float, NaN = no score), task, instruction,
+         task_description (upstream's rollout name for the instruction), seed (optional), + the writer's extras
   /observations/qpos, /observations/qvel, /observations/effort   (T, 14) float
-  /observations/images/<camera>                                 (T, H, W, 3) uint8
+  /observations/images/<camera>                                 (T, H, W, 3) uint8, one chunk per frame
   /action                                                       (T, 14) float
-Reading validates shapes and names the file and the dataset in a one-line error, so a wrong or
-half-written file fails before training starts rather than as a shape error deep in a batch.
+  /timestamps                                                   (T,) int64 ns (optional; not in ALOHA files)
+Why one module: a format that two writers both spell out drifts apart. Reading validates shapes and names the
+file and the dataset in a one-line error, so a wrong or half-written file fails before training starts rather
+than as a shape error deep in a batch.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
+
+# attrs that write_episode sets from its own keywords; `attrs=` may not repeat them.
+OWN_ATTRS = ("sim", "success", "success_score", "task", "instruction", "task_description", "seed")
 
 
 class EpisodeFormatError(ValueError):
@@ -37,41 +45,103 @@ class EpisodeData:
         return len(self.actions)
 
 
-def write_episode(path: str | Path, qpos, qvel, actions, images: dict[str, np.ndarray], *, success: bool,
-                  task: str, instruction: str, seed: int | None = None, sim: bool = True,
-                  effort=None) -> None:
-    """Write one episode in the ALOHA HDF5 layout (images uncompressed-chunked per frame)."""
-    qpos = np.asarray(qpos, np.float32)
-    T = len(qpos)
+@dataclass
+class FrameStream:
+    """One camera's frames handed over one at a time: each (steps, frame) pair is written at those steps.
+
+    Why: a converted recording holds T x H x W x 3 bytes per camera (about 1 GB a minute at 640x480, 50 Hz);
+    the bag converter decodes each frame once and writes it straight into the file instead of stacking them.
+    """
+
+    frames: Iterable[tuple[Sequence[int], np.ndarray]]
+
+
+def write_episode(path: str | Path, qpos, qvel, actions, images: Mapping[str, np.ndarray | FrameStream], *,
+                  success: bool, task: str, instruction: str, seed: int | None = None, sim: bool = True,
+                  effort=None, success_score: float | None = None, timestamps=None, compression: str | None = None,
+                  dtype=np.float32, attrs: Mapping[str, object] | None = None) -> None:
+    """Write one episode in the ALOHA HDF5 layout: to a hidden temporary file, renamed at the end.
+
+    A failure (bad shapes, an error raised by a FrameStream) leaves no file behind. ``effort`` defaults to zeros;
+    ``timestamps`` (ns) adds /timestamps; ``compression`` applies to the images (h5py name, e.g. "gzip");
+    ``dtype`` is the float type of the joint arrays (the bag converter keeps the messages' float64);
+    ``attrs`` are extra file attributes (the converter's provenance: kind, outcome, source_bag, ...).
+    """
     path = Path(path)
+    clash = sorted(set(attrs or ()) & set(OWN_ATTRS))
+    if clash:
+        raise ValueError(f"{path}: attrs {clash[0]!r} is written from write_episode's own keyword")
+    qpos = np.asarray(qpos, dtype)
+    arrays = {"observations/qpos": qpos, "observations/qvel": np.asarray(qvel, dtype),
+              "observations/effort": np.zeros_like(qpos) if effort is None else np.asarray(effort, dtype),
+              "action": np.asarray(actions, dtype)}
+    if timestamps is not None:
+        arrays["timestamps"] = np.asarray(timestamps, np.int64)
+    for key, arr in arrays.items():
+        if len(arr) != len(qpos):
+            raise EpisodeFormatError(f"{path}: /{key} has {len(arr)} steps, /observations/qpos {len(qpos)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs["sim"] = bool(sim)
-        f.attrs["success"] = bool(success)
-        f.attrs["task"] = task
-        f.attrs["instruction"] = instruction
-        f.attrs["task_description"] = instruction  # upstream rollout attr name
-        if seed is not None:
-            f.attrs["seed"] = int(seed)
-        obs = f.create_group("observations")
-        obs.create_dataset("qpos", data=qpos)
-        obs.create_dataset("qvel", data=np.asarray(qvel, np.float32))
-        obs.create_dataset("effort", data=np.zeros_like(qpos) if effort is None else np.asarray(effort, np.float32))
-        g = obs.create_group("images")
-        for cam, arr in images.items():
-            arr = np.asarray(arr, np.uint8)
-            if arr.shape[0] != T:
-                raise EpisodeFormatError(f"{path}: images/{cam} has {arr.shape[0]} frames, qpos {T}")
-            g.create_dataset(cam, data=arr, chunks=(1, *arr.shape[1:]))
-        f.create_dataset("action", data=np.asarray(actions, np.float32))
-    tmp.replace(path)
+    # hidden, so listings and *.hdf5 globs skip it; per process, so two writers of one name do not collide
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w", rdcc_nbytes=2 * 1024 ** 2) as f:
+            f.attrs.update(_own_attrs(success=success, success_score=success_score, task=task,
+                                      instruction=instruction, seed=seed, sim=sim))
+            f.attrs.update(attrs or {})
+            for key, arr in arrays.items():
+                f.create_dataset(key, data=arr)
+            group = f.create_group("observations/images")
+            for cam, frames in images.items():
+                _write_camera(group, cam, frames, len(qpos), compression, path)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def _need(f: h5py.File, key: str, path: Path):
-    if key not in f:
+def _own_attrs(*, success: bool, success_score: float | None, task: str, instruction: str, seed: int | None,
+               sim: bool) -> dict[str, object]:
+    out = {"sim": bool(sim), "success": bool(success), "task": task, "instruction": instruction,
+           # upstream rollout attr name; the task name stands in when there is no instruction
+           "task_description": instruction or task,
+           "success_score": float("nan") if success_score is None else float(success_score)}
+    if seed is not None:
+        out["seed"] = int(seed)
+    return out
+
+
+def _write_camera(group: h5py.Group, cam: str, frames: np.ndarray | FrameStream, T: int, compression: str | None,
+                  path: Path) -> None:
+    """One camera's (T, H, W, 3) uint8 dataset, chunked per frame (a training sample reads single frames)."""
+    if not isinstance(frames, FrameStream):
+        arr = np.asarray(frames, np.uint8)
+        if arr.ndim != 4 or arr.shape[0] != T:
+            raise EpisodeFormatError(f"{path}: images/{cam} has shape {arr.shape}, expected ({T}, H, W, 3)")
+        group.create_dataset(cam, data=arr, chunks=(1, *arr.shape[1:]), compression=compression)
+        return
+    ds, written = None, 0
+    for steps, frame in frames.frames:
+        frame = np.asarray(frame, np.uint8)
+        if ds is None:
+            ds = group.create_dataset(cam, shape=(T, *frame.shape), dtype=np.uint8, chunks=(1, *frame.shape),
+                                      compression=compression)
+        elif frame.shape != ds.shape[1:]:
+            raise EpisodeFormatError(f"{path}: images/{cam}: frame size changed from {ds.shape[1:]} to {frame.shape}")
+        for k in steps:
+            ds[k] = frame
+        written += len(steps)
+    if written < T:
+        raise EpisodeFormatError(f"{path}: images/{cam}: frames given for {written} of {T} steps")
+
+
+def _load(f: h5py.File, key: str, path: Path) -> np.ndarray:
+    """Dataset ``key`` as an array; one line naming the file and the dataset when it is missing or unreadable."""
+    if not isinstance(f.get(key), h5py.Dataset):
         raise EpisodeFormatError(f"{path}: missing dataset /{key} (not an ALOHA HDF5 episode)")
-    return f[key]
+    try:
+        return np.asarray(f[key])
+    except OSError as exc:  # a file cut off mid-write: its index lists chunks that are not there
+        raise EpisodeFormatError(f"{path}: /{key} is unreadable (truncated file?): {exc}") from None
 
 
 def read_episode(path: str | Path, cameras: Sequence[str] = ()) -> EpisodeData:
@@ -84,25 +154,29 @@ def read_episode(path: str | Path, cameras: Sequence[str] = ()) -> EpisodeData:
     except OSError as exc:
         raise EpisodeFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
     with f:
-        qpos = np.asarray(_need(f, "observations/qpos", path), np.float32)
-        actions = np.asarray(_need(f, "action", path), np.float32)
+        qpos = _load(f, "observations/qpos", path).astype(np.float32)
+        actions = _load(f, "action", path).astype(np.float32)
         if qpos.ndim != 2 or actions.ndim != 2 or len(qpos) != len(actions):
-            raise EpisodeFormatError(f"{path}: qpos {qpos.shape} and action {actions.shape} must be (T, D) of equal T")
-        images = {}
-        for cam in cameras:
-            key = f"observations/images/{cam}"
-            if key not in f:
-                have = sorted(f["observations/images"]) if "observations/images" in f else []
-                raise EpisodeFormatError(f"{path}: missing camera {cam!r} (has {have})")
-            arr = np.asarray(f[key])
-            if arr.ndim != 4 or arr.shape[0] != len(qpos) or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-                raise EpisodeFormatError(f"{path}: /{key} has shape {arr.shape} {arr.dtype}, expected ({len(qpos)}, H, W, 3) uint8")
-            images[cam] = arr
+            raise EpisodeFormatError(f"{path}: qpos {qpos.shape} and action {actions.shape} "
+                                     "must be (T, D) of equal T")
+        images = {cam: _read_camera(f, cam, len(qpos), path) for cam in cameras}
         a = f.attrs
-        score = a.get("success_score")  # the bag converter writes NaN for "no score"
+        score = a.get("success_score")  # NaN (or absent, in older files) means "no score"
         score = None if score is None or not np.isfinite(float(score)) else float(score)
         return EpisodeData(str(path), qpos, actions, images, bool(a.get("success", True)), score,
                            str(a.get("instruction", a.get("task_description", ""))), str(a.get("task", "")))
+
+
+def _read_camera(f: h5py.File, cam: str, T: int, path: Path) -> np.ndarray:
+    key = f"observations/images/{cam}"
+    if key not in f:
+        have = sorted(f["observations/images"]) if "observations/images" in f else []
+        raise EpisodeFormatError(f"{path}: missing camera {cam!r} (has {have})")
+    arr = _load(f, key, path)
+    if arr.ndim != 4 or arr.shape[0] != T or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise EpisodeFormatError(f"{path}: /{key} has shape {arr.shape} {arr.dtype}, "
+                                 f"expected ({T}, H, W, 3) uint8")
+    return arr
 
 
 def list_episodes(data_dir: str | Path) -> list[Path]:

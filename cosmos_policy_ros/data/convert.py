@@ -8,7 +8,10 @@ qpos gripper = follower left-finger position normalised, action gripper = leader
 normalised (teleop) or the follower gripper command normalised (policy rollouts), qvel gripper =
 finger velocity / position range, effort = the 7 motor currents.
 
-Written to a temporary file and renamed at the end: a bad bag leaves no HDF5 behind.
+`convert_bag` runs in named steps: read the bag (pass 1: joints and commands decoded, images only
+timed), pick the time grid, build proprio, build actions, pick the camera frames, and write the file
+through `aloha_hdf5.write_episode` (pass 2 decodes each image it needs once, streaming it into the file).
+The writer works on a temporary file and renames it at the end: a bad bag leaves no HDF5 behind.
 """
 from __future__ import annotations
 
@@ -21,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cosmos_policy_ros.data.aloha_hdf5 import FrameStream, write_episode
 from cosmos_policy_ros.data.bag_reader import Bag, BagError, open_bag
 from cosmos_policy_ros.data.manifest import find_manifest_record
-from cosmos_policy_ros.data.recording_config import (COMPRESSED, EVENT, IMAGE, JOINT_STATE,
-                                                     ConvertSettings)
+from cosmos_policy_ros.data.recording_config import COMPRESSED, EVENT, IMAGE, JOINT_STATE, ConvertSettings
 from cosmos_policy_ros.perception.cameras import CameraConfig
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 
@@ -143,44 +146,97 @@ def _read_streams(bag: Bag, topics: dict[str, str], image_topics: set[str], time
     return out
 
 
-def _episode_window(bag: Bag, streams: dict[str, _Stream]) -> tuple[int, int]:
+@dataclass
+class EpisodeLabel:
+    """Kind, task, outcome and value of one episode, and the robot it was recorded on."""
+
+    kind: str = ""
+    task: str = ""
+    instruction: str = ""
+    outcome: str = ""
+    value: float | None = None
+    index: int | None = None
+    robot: str = ""
+
+    @property
+    def success(self) -> bool:
+        """Unlabelled teleop episodes are demonstrations (upstream: R = 1 for demos); an unlabelled rollout is
+        not a success. `labelled` tells the two cases apart."""
+        return self.outcome == "success" or (self.outcome == "" and self.kind != "policy")
+
+    @property
+    def labelled(self) -> bool:
+        return self.outcome in ("success", "failure")
+
+    @property
+    def episode_index(self) -> int:
+        return -1 if self.index is None else int(self.index)
+
+
+@dataclass
+class _Recording:
+    """What pass 1 read from a bag: decoded joint/command streams, timed image streams, label and window."""
+
+    bag: Bag
+    streams: dict[str, _Stream]
+    label: EpisodeLabel
+    camera_topics: dict[str, str]           # camera -> image topic
+    action_source: str                      # "leader" or "commands"
+    action_topics: dict[str, list[str]]     # arm side -> leader joint_states, or [joint_group, joint_single]
+    window: tuple[int, int]                 # ns: start marker .. stop marker (bag bounds without markers)
+
+
+def _read_recording(path: str | Path, spec: EpisodeSpec, settings: ConvertSettings) -> _Recording:
+    """Pass 1: check the bag, decode every joint and command message, time every image, read the markers."""
+    bag = check_bag(path, spec, settings)
+    r = spec.robot
+    cam_topics = spec.camera_topics(bag, settings.cameras)
+    action_src, action_topics = _action_topics(bag, spec, settings)
+    topics = {r.follower_topic(s, "joint_states"): JOINT_STATE for s in r.config.arms}
+    topics.update({t: bag.topics[t].msgtype for ts in action_topics.values() for t in ts})
+    topics.update({t: bag.topics[t].msgtype for t in cam_topics.values()})
+    streams = _read_streams(bag, topics, set(cam_topics.values()), settings.time_source)
+    event_topics = [t for t, i in bag.topics.items() if i.msgtype == EVENT]
+    marks = [(m.t_ns, bag.deserialize(m)) for m in bag.messages(event_topics)] if event_topics else []
+    return _Recording(bag=bag, streams=streams, label=_label(bag, [e for _, e in marks]), camera_topics=cam_topics,
+                      action_source=action_src, action_topics=action_topics, window=_episode_window(bag, marks))
+
+
+def _episode_window(bag: Bag, marks: list[tuple[int, object]]) -> tuple[int, int]:
     """From the last start marker to the stop marker of the same episode (a latched marker of the
     previous episode, as `ros2 bag record` may pick up, is ignored); bag bounds otherwise."""
     start, stop = bag.start_ns, bag.end_ns
-    events = streams.get("__events__")
-    if events is not None:
-        starts = [(int(t), e.episode_index) for t, e in zip(events.log_times, events.values) if e.event == "start"]
-        if starts:
-            start, index = starts[-1]
-            stops = [int(t) for t, e in zip(events.log_times, events.values)
-                     if e.event == "stop" and e.episode_index == index and t >= start]
-            if stops:
-                stop = stops[0]
+    starts = [(int(t), e.episode_index) for t, e in marks if e.event == "start"]
+    if starts:
+        start, index = starts[-1]
+        stops = [int(t) for t, e in marks if e.event == "stop" and e.episode_index == index and t >= start]
+        if stops:
+            stop = stops[0]
     return start, stop
 
 
-def _label(bag: Bag, events: list) -> dict:
+def _label(bag: Bag, events: list) -> EpisodeLabel:
     """Outcome/value/kind/task: manifest (latest word) > metadata custom_data > markers in the bag."""
-    info = {"kind": "", "task": "", "instruction": "", "outcome": "", "value": None, "index": None}
+    lab = EpisodeLabel()
     for e in events:
-        info.update(kind=e.kind or info["kind"], task=e.task or info["task"],
-                    instruction=e.instruction or info["instruction"], index=int(e.episode_index))
+        lab.kind, lab.task = e.kind or lab.kind, e.task or lab.task
+        lab.instruction, lab.index = e.instruction or lab.instruction, int(e.episode_index)
         if e.event in ("stop", "label") and e.outcome:
-            info.update(outcome=e.outcome, value=None if math.isnan(e.value) else float(e.value))
+            lab.outcome, lab.value = e.outcome, None if math.isnan(e.value) else float(e.value)
     cd = bag.custom_data
     if cd.get("outcome") is not None and "episode_index" in cd:
-        info.update(kind=cd.get("kind") or info["kind"], task=cd.get("task") or info["task"],
-                    instruction=cd.get("instruction") or info["instruction"], index=int(cd["episode_index"]))
+        lab.kind, lab.task = cd.get("kind") or lab.kind, cd.get("task") or lab.task
+        lab.instruction, lab.index = cd.get("instruction") or lab.instruction, int(cd["episode_index"])
         if cd.get("outcome"):
-            info.update(outcome=cd["outcome"], value=float(cd["value"]) if cd.get("value") else None)
+            lab.outcome, lab.value = cd["outcome"], float(cd["value"]) if cd.get("value") else None
     rec = find_manifest_record(bag.path)
     if rec is not None:
-        info.update(kind=rec.kind, task=rec.task, instruction=rec.instruction, outcome=rec.outcome, value=rec.value,
-                    index=rec.index)
+        lab.kind, lab.task, lab.instruction = rec.kind, rec.task, rec.instruction
+        lab.outcome, lab.value, lab.index = rec.outcome, rec.value, rec.index
         if rec.status == "discarded":
             raise BagError(f"{bag.path}: episode {rec.index} was discarded by the operator")
-    info["robot"] = cd.get("robot") or (json.dumps(rec.robot, sort_keys=True) if rec is not None else "")
-    return info
+    lab.robot = cd.get("robot") or (json.dumps(rec.robot, sort_keys=True) if rec is not None else "")
+    return lab
 
 
 class _Picker:
@@ -199,6 +255,10 @@ class _Picker:
         self.idx = idx
         self.stream = stream
 
+    def messages(self) -> list:
+        """The picked message of every step (the same message repeats while no newer one has arrived)."""
+        return [self.stream.values[j] for j in self.idx]
+
 
 def _index_of(msg, names: list[str], what: str) -> list[int]:
     have = list(msg.name)
@@ -207,6 +267,21 @@ def _index_of(msg, names: list[str], what: str) -> list[int]:
     except ValueError:
         missing = next(n for n in names if n not in have)
         raise BagError(f"{what}: joint_states lacks joint {missing!r} (has {have})") from None
+
+
+class _JointColumns:
+    """Where the wanted joints sit in a JointState's arrays, looked up once per name list (a driver sends
+    the same list every time, but nothing guarantees its order)."""
+
+    def __init__(self, names: list[str], what: str):
+        self.names, self.what = names, what
+        self._cache: dict[tuple, list[int]] = {}
+
+    def __call__(self, msg) -> list[int]:
+        key = tuple(msg.name)
+        if key not in self._cache:
+            self._cache[key] = _index_of(msg, self.names, self.what)
+        return self._cache[key]
 
 
 def _decode_image(msg, msgtype: str) -> np.ndarray:
@@ -219,150 +294,151 @@ def _decode_image(msg, msgtype: str) -> np.ndarray:
     return image_to_rgb(msg)
 
 
+def _time_grid(rec: _Recording, rate_hz: float) -> np.ndarray:
+    """The steps (ns, bag clock) at ``rate_hz`` from the episode's start, once every stream has data, to its end."""
+    start, stop = rec.window
+    t0 = max([start] + [int(s.times[0]) for s in rec.streams.values()])
+    t1 = min([stop] + [int(s.times[-1]) for s in rec.streams.values()])
+    if t1 < t0:
+        raise BagError(f"{rec.bag.path}: the episode has no interval where every stream has data "
+                       f"(streams start {(t0 - start) / 1e9:.2f} s after the start marker, end before it)")
+    return np.arange(t0, t1 + 1, int(round(1e9 / rate_hz)), dtype=np.int64)
+
+
+@dataclass
+class _Proprio:
+    """Follower joint readings on the grid in ALOHA units, (T, 14) each, left arm then right arm."""
+
+    qpos: np.ndarray
+    qvel: np.ndarray
+    effort: np.ndarray
+
+
+def _build_proprio(rec: _Recording, grid: np.ndarray, robot: AlohaRobot, max_age_ns: float) -> _Proprio:
+    """qpos = 6 arm rad + normalised finger position, qvel = finger velocity / position range, effort = 7 currents."""
+    c = robot.config
+    T = len(grid)
+    out = _Proprio(qpos=np.zeros((T, 14)), qvel=np.zeros((T, 14)), effort=np.zeros((T, 14)))
+    names = list(c.arm_joints) + [c.gripper_joint, c.finger_joints[0]]
+    finger_range = c.gripper.follower_position_open - c.gripper.follower_position_close
+    for i, side in enumerate(c.arms):
+        topic = robot.follower_topic(side, "joint_states")
+        columns = _JointColumns(names, f"{rec.bag.path}: {topic}")
+        cols = slice(7 * i, 7 * i + 7)
+        for k, msg in enumerate(_Picker(rec.streams[topic], grid, max_age_ns, topic, rec.bag.path).messages()):
+            ix = columns(msg)
+            pos, vel, eff = np.asarray(msg.position), np.asarray(msg.velocity), np.asarray(msg.effort)
+            out.qpos[k, cols] = np.append(pos[ix[:6]], robot.follower_finger_to_normalized(pos[ix[7]]))
+            if vel.size:
+                out.qvel[k, cols] = np.append(vel[ix[:6]], vel[ix[7]] / finger_range)
+            if eff.size:
+                out.effort[k, cols] = eff[ix[:7]]
+    return out
+
+
+def _build_actions(rec: _Recording, grid: np.ndarray, robot: AlohaRobot, max_age_ns: float) -> np.ndarray:
+    """(T, 14) actions: the leader arms (teleop) or the follower commands (policy rollouts), grippers normalised."""
+    actions = np.zeros((len(grid), 14))
+    for i, side in enumerate(robot.config.arms):
+        topics = rec.action_topics[side]
+        pickers = [_Picker(rec.streams[t], grid, max_age_ns, t, rec.bag.path) for t in topics]
+        cols = slice(7 * i, 7 * i + 7)
+        if rec.action_source == "leader":
+            actions[:, cols] = _leader_actions(pickers[0], robot, f"{rec.bag.path}: {topics[0]}")
+        else:
+            actions[:, cols] = _command_actions(*pickers, robot, f"{rec.bag.path}: {topics[0]}")
+    return actions
+
+
+def _leader_actions(pick: _Picker, robot: AlohaRobot, what: str) -> np.ndarray:
+    """(T, 7): the leader's 6 arm joints (rad) and its gripper joint normalised with leader_joint_{open,close}."""
+    c = robot.config
+    columns = _JointColumns(list(c.arm_joints) + [c.gripper_joint], what)
+    out = np.zeros((len(pick.idx), 7))
+    for k, msg in enumerate(pick.messages()):
+        pos = np.asarray(msg.position)[columns(msg)]
+        out[k] = np.append(pos[:6], robot.leader_joint_to_normalized(pos[6]))
+    return out
+
+
+def _command_actions(arm: _Picker, gripper: _Picker, robot: AlohaRobot, what: str) -> np.ndarray:
+    """(T, 7): the joint_group arm command and the joint_single gripper command normalised with follower_joint_*."""
+    out = np.zeros((len(arm.idx), 7))
+    for k, (arm_msg, grip_msg) in enumerate(zip(arm.messages(), gripper.messages())):
+        cmd = np.asarray(arm_msg.cmd, dtype=float)
+        if cmd.size != 6:
+            raise BagError(f"{what}: expected 6 joint commands, got {cmd.size}")
+        out[k] = np.append(cmd, robot.follower_joint_to_normalized(float(grip_msg.cmd)))
+    return out
+
+
+class _CameraFrames:
+    """Pass 2 over one camera topic: every frame the grid uses is decoded once, in file order, and handed to the
+    HDF5 writer with the steps that show it (a minute of 640x480 frames is about 1 GB: never all in memory)."""
+
+    def __init__(self, rec: _Recording, cam: str, grid: np.ndarray, max_age_ns: float, progress: bool):
+        self.bag, self.cam, self.topic = rec.bag, cam, rec.camera_topics[cam]
+        pick = _Picker(rec.streams[self.topic], grid, max_age_ns, f"camera {cam}", rec.bag.path)
+        self.steps: dict[int, list[int]] = {}   # ordinal (file order within the topic) -> the steps that use it
+        for k, ordinal in enumerate(pick.messages()):
+            self.steps.setdefault(int(ordinal), []).append(k)
+        self.num_steps, self.progress = len(grid), progress
+        self.shape: tuple[int, ...] | None = None   # (H, W, 3), once the first frame is decoded
+
+    def __iter__(self):
+        bar = _progress(self.num_steps, f"{self.bag.path.name} {self.cam}", self.progress)
+        try:
+            for ordinal, m in enumerate(self.bag.messages([self.topic])):
+                steps = self.steps.get(ordinal)
+                if not steps:
+                    continue
+                rgb = _decode_image(self.bag.deserialize(m), m.msgtype)
+                if self.shape is None:
+                    self.shape = rgb.shape
+                elif rgb.shape != self.shape:
+                    raise BagError(f"{self.bag.path}: camera {self.cam}: frame size changed "
+                                   f"from {self.shape} to {rgb.shape}")
+                yield steps, rgb
+                bar.update(len(steps))
+        finally:
+            bar.close()
+
+
+def _write_hdf5(out_path: Path, rec: _Recording, grid: np.ndarray, proprio: _Proprio, actions: np.ndarray,
+                cameras: dict[str, _CameraFrames], robot: AlohaRobot, settings: ConvertSettings) -> None:
+    """The episode file; the joint arrays stay float64 as the messages carry them."""
+    lab, g = rec.label, robot.config.gripper
+    provenance = {
+        "compress": False, "rate_hz": settings.rate_hz, "kind": lab.kind, "outcome": lab.outcome,
+        "labelled": lab.labelled, "episode_index": lab.episode_index, "source_bag": str(rec.bag.path),
+        "action_source": rec.action_source, "time_source": settings.time_source, "robot": lab.robot,
+        "gripper_constants": json.dumps({k: getattr(g, k) for k in g.__dataclass_fields__}, sort_keys=True),
+    }
+    write_episode(out_path, proprio.qpos, proprio.qvel, actions,
+                  {cam: FrameStream(frames) for cam, frames in cameras.items()},
+                  success=lab.success, task=lab.task, instruction=lab.instruction,
+                  sim="/sim/status" in rec.bag.topics, effort=proprio.effort, success_score=lab.value,
+                  timestamps=grid,  # ns, bag clock (not in ALOHA files; ignored by loaders)
+                  compression=None if settings.image_compression == "none" else settings.image_compression,
+                  dtype=np.float64, attrs=provenance)
+
+
 def convert_bag(path: str | Path, out_path: str | Path, spec: EpisodeSpec, settings: ConvertSettings,
                 progress: bool = False) -> EpisodeInfo:
     """Convert one episode bag into ``out_path`` (.hdf5); nothing is left behind on error."""
-    import h5py
-
-    bag = check_bag(path, spec, settings)
-    r = spec.robot
-    arms = r.config.arms
-    cam_topics = spec.camera_topics(bag, settings.cameras)
-    action_src, action_topics = _action_topics(bag, spec, settings)
-    topics = {r.follower_topic(s, "joint_states"): JOINT_STATE for s in arms}
-    for ts in action_topics.values():
-        for t in ts:
-            topics[t] = bag.topics[t].msgtype
-    topics.update({t: bag.topics[t].msgtype for t in cam_topics.values()})
-    event_topics = [t for t, i in bag.topics.items() if i.msgtype == EVENT]
-    streams = _read_streams(bag, topics, set(cam_topics.values()), settings.time_source)
-    events = [bag.deserialize(m) for m in bag.messages(event_topics)] if event_topics else []
-    if events:
-        ev_times = [m.t_ns for m in bag.messages(event_topics)]
-        streams["__events__"] = _Stream("events", EVENT, np.asarray(ev_times), np.asarray(ev_times), events)
-    label = _label(bag, events)
-
-    # ---- the 50 Hz grid ---------------------------------------------------------------------
-    start, stop = _episode_window(bag, streams)
-    data_streams = [s for k, s in streams.items() if k != "__events__"]
-    t0 = max([start] + [int(s.times[0]) for s in data_streams])
-    t1 = min([stop] + [int(s.times[-1]) for s in data_streams])
-    dt = int(round(1e9 / settings.rate_hz))
-    if t1 < t0:
-        raise BagError(f"{bag.path}: the episode has no interval where every stream has data "
-                       f"(streams start {(t0 - start) / 1e9:.2f} s after the start marker, end before it)")
-    grid = np.arange(t0, t1 + 1, dt, dtype=np.int64)
-    T = len(grid)
+    rec = _read_recording(path, spec, settings)
+    grid = _time_grid(rec, settings.rate_hz)
     state_age, image_age = settings.max_state_age_s * 1e9, settings.max_image_age_s * 1e9
-
-    # ---- proprio ------------------------------------------------------------------------------
-    g = r.config.gripper
-    names7 = list(r.config.arm_joints) + [r.config.gripper_joint]
-    finger = r.config.finger_joints[0]
-    qpos = np.zeros((T, 14))
-    qvel = np.zeros((T, 14))
-    effort = np.zeros((T, 14))
-    action = np.zeros((T, 14))
-    for i, side in enumerate(arms):
-        topic = r.follower_topic(side, "joint_states")
-        pick = _Picker(streams[topic], grid, state_age, topic, bag.path)
-        cols = slice(7 * i, 7 * i + 7)
-        cache: dict[tuple, list[int]] = {}
-        for k, j in enumerate(pick.idx):
-            msg = pick.stream.values[j]
-            key = tuple(msg.name)
-            if key not in cache:
-                cache[key] = _index_of(msg, names7 + [finger], f"{bag.path}: {topic}")
-            ix = cache[key]
-            pos, vel, eff = np.asarray(msg.position), np.asarray(msg.velocity), np.asarray(msg.effort)
-            qpos[k, cols] = np.append(pos[ix[:6]], r.follower_finger_to_normalized(pos[ix[7]]))
-            if vel.size:
-                qvel[k, cols] = np.append(vel[ix[:6]], vel[ix[7]] / (g.follower_position_open - g.follower_position_close))
-            if eff.size:
-                effort[k, cols] = eff[ix[:7]]
-        # ---- actions --------------------------------------------------------------------------
-        if action_src == "leader":
-            lt = action_topics[side][0]
-            lp = _Picker(streams[lt], grid, state_age, lt, bag.path)
-            lcache: dict[tuple, list[int]] = {}
-            for k, j in enumerate(lp.idx):
-                msg = lp.stream.values[j]
-                key = tuple(msg.name)
-                if key not in lcache:
-                    lcache[key] = _index_of(msg, names7, f"{bag.path}: {lt}")
-                pos = np.asarray(msg.position)[lcache[key]]
-                action[k, cols] = np.append(pos[:6], r.leader_joint_to_normalized(pos[6]))
-        else:
-            gt, st = action_topics[side]
-            gp = _Picker(streams[gt], grid, state_age, gt, bag.path)
-            sp = _Picker(streams[st], grid, state_age, st, bag.path)
-            for k in range(T):
-                arm = np.asarray(gp.stream.values[gp.idx[k]].cmd, dtype=float)
-                if arm.size != 6:
-                    raise BagError(f"{bag.path}: {gt}: expected 6 joint commands, got {arm.size}")
-                action[k, cols] = np.append(arm, r.follower_joint_to_normalized(float(sp.stream.values[sp.idx[k]].cmd)))
-
-    # ---- write: tmp file, images streamed in pass 2, rename ---------------------------------------
+    proprio = _build_proprio(rec, grid, spec.robot, state_age)
+    actions = _build_actions(rec, grid, spec.robot, state_age)
+    cameras = {cam: _CameraFrames(rec, cam, grid, image_age, progress) for cam in rec.camera_topics}
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    shape = None
-    try:
-        with h5py.File(tmp, "w", rdcc_nbytes=1024 ** 2 * 2) as f:
-            f.attrs.update({
-                "sim": "/sim/status" in bag.topics, "compress": False, "rate_hz": settings.rate_hz,
-                "task": label["task"], "task_description": label["instruction"] or label["task"],
-                "instruction": label["instruction"], "kind": label["kind"], "outcome": label["outcome"],
-                # Unlabelled teleop episodes are demonstrations (upstream: R = 1 for demos); an
-                # unlabelled rollout is not a success. "labelled" tells the two cases apart.
-                "success": label["outcome"] == "success" or (label["outcome"] == "" and label["kind"] != "policy"),
-                "labelled": label["outcome"] in ("success", "failure"),
-                "success_score": float("nan") if label["value"] is None else float(label["value"]),
-                "episode_index": -1 if label["index"] is None else int(label["index"]),
-                "source_bag": str(bag.path), "action_source": action_src, "time_source": settings.time_source,
-                "robot": label["robot"], "gripper_constants": json.dumps(
-                    {k: getattr(g, k) for k in g.__dataclass_fields__}, sort_keys=True),
-            })
-            obs = f.create_group("observations")
-            obs.create_dataset("qpos", data=qpos)
-            obs.create_dataset("qvel", data=qvel)
-            obs.create_dataset("effort", data=effort)
-            f.create_dataset("action", data=action)
-            f.create_dataset("timestamps", data=grid)  # ns, bag clock (not in ALOHA files; ignored by loaders)
-            images = obs.create_group("images")
-            pickers = {cam: _Picker(streams[t], grid, image_age, f"camera {cam}", bag.path)
-                       for cam, t in cam_topics.items()}
-            comp = None if settings.image_compression == "none" else settings.image_compression
-            for cam, topic in cam_topics.items():
-                pick = pickers[cam]
-                # ordinal (file order within the topic) -> the steps that use it
-                wanted: dict[int, list[int]] = {}
-                for k, j in enumerate(pick.idx):
-                    wanted.setdefault(int(pick.stream.values[j]), []).append(k)
-                ds = None
-                bar = _progress(T, f"{bag.path.name} {cam}", progress)
-                for ordinal, m in enumerate(bag.messages([topic])):
-                    steps = wanted.get(ordinal)
-                    if not steps:
-                        continue
-                    rgb = _decode_image(bag.deserialize(m), m.msgtype)
-                    if ds is None:
-                        shape = rgb.shape
-                        ds = images.create_dataset(cam, shape=(T, *shape), dtype=np.uint8, chunks=(1, *shape),
-                                                   compression=comp)
-                    elif rgb.shape != shape:
-                        raise BagError(f"{bag.path}: camera {cam}: frame size changed from {shape} to {rgb.shape}")
-                    for k in steps:
-                        ds[k] = rgb
-                    bar.update(len(steps))
-                bar.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return EpisodeInfo(out_path, bag.path, -1 if label["index"] is None else int(label["index"]), label["kind"],
-                       label["task"], label["outcome"], label["value"], T, (grid[-1] - grid[0]) / 1e9,
-                       list(cam_topics), action_src, shape)
+    _write_hdf5(out_path, rec, grid, proprio, actions, cameras, spec.robot, settings)
+    lab = rec.label
+    return EpisodeInfo(path=out_path, bag=rec.bag.path, index=lab.episode_index, kind=lab.kind, task=lab.task,
+                       outcome=lab.outcome, value=lab.value, steps=len(grid), duration_s=(grid[-1] - grid[0]) / 1e9,
+                       cameras=list(rec.camera_topics), action_source=rec.action_source,
+                       image_shape=next(reversed(cameras.values())).shape if cameras else None)
 
 
 class _NoBar:

@@ -1,6 +1,8 @@
 """Builders of small bag messages for the data tests (no ROS: made with the rosbags typestore)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cosmos_policy_ros.data.msg_types import typestore
@@ -32,7 +34,8 @@ def joint_state_cdr(t_ns: int, position, velocity=None, effort=None) -> bytes:
     return TS.serialize_cdr(msg, "sensor_msgs/msg/JointState")
 
 
-def record_episode(bag_dir, seconds=1.0, t0=5 * S, seed=0, outcome="success", cams=("cam_high", "cam_left_wrist")):
+def record_episode(bag_dir, seconds=1.0, t0=5 * S, seed=0, outcome="success", cams=("cam_high", "cam_left_wrist"),
+                   value=math.nan):
     """A teleop episode through the recorder's session: returns what was 'published' per topic."""
     rng = np.random.default_rng(seed)
     s = EpisodeSession(bag_dir, default_task="transfer_cube")
@@ -51,5 +54,5 @@ def record_episode(bag_dir, seconds=1.0, t0=5 * S, seed=0, outcome="success", ca
                 topic = f"/{cam}/camera/color/image_rect_raw"
                 s.write(topic, "sensor_msgs/msg/Image", t + 1_000_000, image_cdr(t, fill=k + i))
                 sent.setdefault(topic, []).append((t + 1_000_000, k + i))
-    s.command("stop", t0 + int(seconds * S), outcome=outcome)
+    s.command("stop", t0 + int(seconds * S), outcome=outcome, value=value)
     return sent

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 from bag_fixtures import TS, image_cdr, joint_state_cdr, record_episode
 
+from cosmos_policy_ros.data.aloha_hdf5 import read_episode
 from cosmos_policy_ros.data.bag_reader import BagError
 from cosmos_policy_ros.data.bag_writer import BagWriter
 from cosmos_policy_ros.data.convert import EpisodeSpec, convert_bag, convert_bags
 from cosmos_policy_ros.data.recording_config import ConvertSettings
 from cosmos_policy_ros.data.session import EpisodeSession
-from cosmos_policy_ros.data.targets import episode_samples, value_returns
 from cosmos_policy_ros.perception.cameras import load_cameras
 from cosmos_policy_ros.robot.aloha import AlohaRobot
+from cosmos_policy_ros.train.value_targets import episode_returns, terminal_reward
 
 JS = "sensor_msgs/msg/JointState"
 IMG = "sensor_msgs/msg/Image"
@@ -27,6 +28,12 @@ SETTINGS = ConvertSettings(image_compression="none")
 
 def latest(items, t):
     return [x for x in items if x[0] <= t][-1]
+
+
+def value_targets(path):
+    """Per-step value targets of a converted episode, computed the way training does."""
+    ep = read_episode(path)
+    return episode_returns(len(ep), terminal_reward(ep.success, ep.success_score), gamma=0.998)
 
 
 def test_round_trip_values_equal_published(tmp_path):
@@ -45,7 +52,8 @@ def test_round_trip_values_equal_published(tmp_path):
         for k, t in enumerate(ts):
             for i, side in enumerate(("left", "right")):
                 _, p, v, e = latest(sent[f"/follower_{side}/joint_states"], t)
-                want = np.append(p[:6], (p[7] - g.follower_position_close) / (g.follower_position_open - g.follower_position_close))
+                finger_range = g.follower_position_open - g.follower_position_close
+                want = np.append(p[:6], (p[7] - g.follower_position_close) / finger_range)
                 np.testing.assert_array_equal(qpos[k, 7 * i:7 * i + 7], want)
                 np.testing.assert_array_equal(qvel[k, 7 * i:7 * i + 6], v[:6])
                 np.testing.assert_array_equal(eff[k, 7 * i:7 * i + 7], e[:7])
@@ -68,10 +76,9 @@ def test_dataset_statistics_and_value_targets(tmp_path):
     np.testing.assert_allclose(stats["actions_mean"], acts.mean(0))
     np.testing.assert_allclose(stats["actions_max"], acts.max(0))
     assert len(stats["proprio_std"]) == 14 and stats["num_episodes"] == 2
-    ok = episode_samples(infos[0].path, chunk=10)
-    bad = episode_samples(infos[1].path, chunk=10)
-    assert ok[-1].value == pytest.approx(1.0) and ok[0].value < 1.0 and ok[0].actions.shape == (10, 14)
-    assert all(s.value == -1.0 for s in bad)
+    ok, bad = (value_targets(i.path) for i in infos)
+    assert ok[-1] == pytest.approx(1.0) and ok[0] < 1.0 and len(ok) == infos[0].steps
+    assert (bad == -1.0).all()
     assert h5py.File(infos[0].path).attrs["labelled"] and not h5py.File(infos[1].path).attrs["success"]
 
 
@@ -90,7 +97,16 @@ def test_unlabelled_teleop_is_a_demonstration_unlabelled_rollout_is_not(tmp_path
                            ConvertSettings(action_source="leader", image_compression="none"))
         with h5py.File(info.path) as f:
             assert bool(f.attrs["success"]) is want and not f.attrs["labelled"] and f.attrs["outcome"] == ""
-    assert value_returns(3, 1.0, 0.5).tolist() == [2 * 0.25 - 1, 2 * 0.5 - 1, 1.0]
+        assert bool(value_targets(info.path)[-1] == 1.0) is want   # a demonstration ends at 1, a failure at -1
+
+
+def test_scored_success_keeps_its_score_as_the_terminal_reward(tmp_path):
+    record_episode(tmp_path / "bags", outcome="success", value=0.7)
+    info = convert_bag(tmp_path / "bags" / "episode_0000", tmp_path / "ep.hdf5", SPEC, SETTINGS)
+    ep = read_episode(info.path)
+    assert info.value == pytest.approx(0.7) and ep.success and ep.success_score == pytest.approx(0.7)
+    assert terminal_reward(ep.success, ep.success_score) == pytest.approx(0.7)
+    assert value_targets(info.path)[-1] == pytest.approx(1.0)   # rescaled by R: the last step is worth 1
 
 
 def test_truncated_or_foreign_bags_convert_nothing(tmp_path):

@@ -8,8 +8,9 @@ import argparse
 import json
 from pathlib import Path
 
+from cosmos_policy_ros.evaluation.in_process import engine_from_dir, engine_policy, evaluate
+
 from . import checkpointing as ck
-from .evaluate import engine_from_dir, engine_policy, evaluate
 
 
 def success_curve(run: str | Path, n: int, first_seed: int = 0, every: int = 1, execute: int = 50,

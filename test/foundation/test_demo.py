@@ -31,8 +31,8 @@ def test_demo_runs_episodes_and_reports(tmp_path):
 def test_demo_runs_the_planning_graph(tmp_path):
     """--mode planning: the planner node (best-of-N, CPU-sized) drives the sim through the same executor."""
     out = tmp_path / "demo_planning"
-    proc = subprocess.run([sys.executable, "-m", "cosmos_policy_ros.cli", "demo", "--mode", "planning", "--episodes", "1",
-                           "--episode-s", "6", "--width", "96", "--height", "72", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "cosmos_policy_ros.cli", "demo", "--mode", "planning",
+                           "--episodes", "1", "--episode-s", "6", "--width", "96", "--height", "72", "--out", str(out)],
                           capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "demo_report.json").read_text())
@@ -46,12 +46,12 @@ def test_demo_renders_at_the_size_the_checkpoint_was_trained_on(tmp_path, kind):
     """Our sim checkpoints (center_crop false) get square renders at their image size; others 128x96."""
     from pathlib import Path
 
-    from cosmos_policy_ros.demo import _camera_size
+    from cosmos_policy_ros.demo import camera_size
     from cosmos_policy_ros.deploy.bundle import default_checkpoint
     from cosmos_policy_ros.deploy.random_bundle import make_random_bundle
 
     ckpt = {"bundled": default_checkpoint, "missing": lambda: Path(tmp_path / "nothing"),
             "random": lambda: make_random_bundle(tmp_path / "random", "tiny_test")}[kind]()
     want = (64, 64) if kind == "bundled" else (128, 96)
-    assert _camera_size(ckpt, None, None) == want
-    assert _camera_size(ckpt, 96, None) == (96, 96)      # an explicit width wins, height follows it
+    assert camera_size(ckpt, None, None) == want
+    assert camera_size(ckpt, 96, None) == (96, 96)      # an explicit width wins, height follows it

@@ -13,7 +13,7 @@ import torch
 from cosmos_policy_ros.model import layout as L
 from cosmos_policy_ros.model.config import ConfigError
 from cosmos_policy_ros.train import cli
-from cosmos_policy_ros.train.evaluate import wilson_interval
+from cosmos_policy_ros.evaluation.report import wilson_interval
 from cosmos_policy_ros.data.aloha_hdf5 import EpisodeFormatError, read_episode, write_episode
 from cosmos_policy_ros.train.objective import diffusion_loss
 from cosmos_policy_ros.train.value_targets import episode_returns
@@ -90,7 +90,7 @@ def test_resume_is_bit_exact(tmp_path, data_dir):
 
 
 def test_export_bundle_loads_in_engine(tmp_path, data_dir):
-    from cosmos_policy_ros.train.evaluate import engine_from_dir
+    from cosmos_policy_ros.evaluation.in_process import engine_from_dir
     tr = cli.start(_recipe(tmp_path, steps=2), data_dir, tmp_path / "run", progress=False)
     tr.fit(progress=False)
     out = cli.export(tmp_path / "run", tmp_path / "bundle")
@@ -182,7 +182,7 @@ def test_planning_fine_tune_from_a_policy_on_rollouts_and_plan_with_it(tmp_path,
     """--init-from: parent weights/VAE/statistics carried over, failures give -1 value targets, and the
     exported planning bundle scores the policy's candidates in the planner."""
     from cosmos_policy_ros.inference.planning import PlanConfig, plan
-    from cosmos_policy_ros.train.evaluate import engine_from_dir
+    from cosmos_policy_ros.evaluation.in_process import engine_from_dir
     parent_run = cli.start(_recipe(tmp_path, steps=2), data_dir, tmp_path / "policy_run", progress=False)
     parent_run.fit(progress=False)
     policy = cli.export(tmp_path / "policy_run", tmp_path / "policy")
@@ -219,7 +219,7 @@ def test_planning_fine_tune_from_a_policy_on_rollouts_and_plan_with_it(tmp_path,
 
 
 def test_planning_bundle_with_other_statistics_is_refused(tmp_path, data_dir):
-    from cosmos_policy_ros.train.evaluate import engine_from_dir
+    from cosmos_policy_ros.evaluation.in_process import engine_from_dir
     for name, d in (("a", data_dir), ("b", _failures(tmp_path / "other"))):
         tr = cli.start(_recipe(tmp_path, steps=1), d, tmp_path / f"run_{name}", progress=False)
         tr.fit(progress=False)
@@ -234,7 +234,7 @@ def test_evaluation_loads_training_checkpoints_on_their_ema_weights(tmp_path, da
     """A run folder resolves to its latest checkpoint, and the engine runs the EMA weights, not the raw ones."""
     from safetensors.torch import load_file
 
-    from cosmos_policy_ros.train.evaluate import engine_from_dir
+    from cosmos_policy_ros.evaluation.in_process import engine_from_dir
     tr = cli.start(_recipe(tmp_path, steps=3), data_dir, tmp_path / "run", progress=False)
     tr.fit(progress=False)
     eng, meta = engine_from_dir(tmp_path / "run")

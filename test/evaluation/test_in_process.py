@@ -1,10 +1,16 @@
 """In-process evaluation: seeded episodes in the real MuJoCo sim, rollouts recorded for fine-tuning."""
 from __future__ import annotations
 
-import numpy as np
+import json
 
-from cosmos_policy_ros.train.evaluate import evaluate
+import numpy as np
+import pytest
+
 from cosmos_policy_ros.data.aloha_hdf5 import read_episode
+from cosmos_policy_ros.deploy.bundle import build_engine, resolve_bundle
+from cosmos_policy_ros.deploy.random_bundle import make_random_bundle
+from cosmos_policy_ros.evaluation import cli as eval_cli
+from cosmos_policy_ros.evaluation.in_process import EnginePolicy, evaluate
 
 
 def test_rollouts_are_recorded_as_training_episodes(tmp_path):
@@ -51,17 +57,32 @@ def test_safety_filter_effect_is_reported_per_kind_and_size():
     assert calm.episodes[0].safety_interventions == 0 and "safety filter" not in calm.summary()
 
 
-def test_success_curve_plot_marks_where_a_fine_tune_started(tmp_path):
-    """The curve figure is written with a marker line; success % and stage come from the points."""
-    import matplotlib.image as mpimg
+def test_episodes_report_simulated_time_and_their_strip(tmp_path):
+    """In-process episodes fill the same time and strip fields as episodes through the graph."""
+    hold = lambda obs: np.repeat(np.asarray(obs["proprio"], float)[None], 10, axis=0)  # noqa: E731
+    res = evaluate(hold, 1, [2], steps=15, execute=10, out_dir=tmp_path, progress=False)
+    ep = res.episodes[0]
+    assert ep.steps == 15 and ep.queries == 2 and ep.sim_time_s == pytest.approx(15 * 0.02)
+    assert ep.strip == "episode_0002.png" and (tmp_path / ep.strip).is_file()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["episodes"][0]["strip"] == ep.strip and saved["n"] == 1
 
-    from cosmos_policy_ros.train.curve import plot_curve
 
-    points = [{"train_minutes": m, "successes": s, "n": 10, "ci95": [0.0, 0.3], "mean_stage": st}
-              for m, s, st in [(5, 0, 0.2), (10, 1, 0.8), (15, 3, 1.5)]]
-    plain, marked = tmp_path / "plain.png", tmp_path / "marked.png"
-    plot_curve(points, plain)
-    plot_curve(points, marked, marks=[(10.0, "fine-tune")])
-    a, b = mpimg.imread(plain), mpimg.imread(marked)
-    assert a.shape == b.shape and a.shape[0] > 100
-    assert (a != b).any()  # the mark is drawn
+def test_engine_policy_query_k_samples_with_seed_plus_k(tmp_path):
+    """Episodes are reproducible: the k-th query of an EnginePolicy is engine.act(obs, seed=seed + k)."""
+    bundle = resolve_bundle(make_random_bundle(tmp_path / "bundle", "tiny_test"))  # no EMA weights to evaluate
+    eng, meta = build_engine(bundle, None, device="cpu"), bundle.meta
+    lay = eng.cfg.layout
+    obs = {"images": {c: np.zeros((lay.image_size, lay.image_size, 3), np.uint8) for c in lay.cameras},
+           "proprio": np.zeros(14), "instruction": meta["instruction"]}
+    policy = EnginePolicy(eng, seed=7, steps=2)
+    first, second = policy(obs), policy(obs)
+    assert policy.queries == 2
+    np.testing.assert_allclose(first, eng.act(obs, seed=7, steps=2).actions)
+    np.testing.assert_allclose(second, eng.act(obs, seed=8, steps=2).actions)
+    assert not np.allclose(first, second)
+
+
+def test_eval_command_names_a_missing_policy_and_exits_2(tmp_path, capsys):
+    assert eval_cli.main([str(tmp_path / "nothing"), "-n", "1"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -1,22 +1,92 @@
-"""Shared start-up for the package's nodes: one clear error line instead of a traceback."""
+"""Shared start-up of the package's nodes: parameters read one way, one clear error line instead of a traceback.
+
+Parameters come in two kinds. ``declare`` reads a parameter that has a default of its own (which
+config file, which robot). ``config_overrides`` reads parameters that override keys of a config
+file: one the user did not set is simply absent from the result, so the file's value stands. There
+are no sentinel defaults (-1, 0, "") to mean "not set". Both accept what a person types on the command
+line (``-p camera_rate_hz:=10`` is an integer; ``-p autostart:=true`` a boolean) and turn a wrong type
+into a ConfigError naming the parameter, which ``run_node`` prints as one line before exiting 1.
+"""
 from __future__ import annotations
 
+import dataclasses
 import sys
-from typing import Callable
+import typing
+from typing import Any, Callable, Literal, Mapping
+
+from rcl_interfaces.msg import ParameterDescriptor
 
 from cosmos_policy_ros.config import ConfigError
 
+_EXPECTED = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _checked(name: str, value: Any, kind: Any) -> Any:
+    """``value`` as ``kind`` (str, int, float, bool or Literal[...] of strings); ConfigError if it is not one."""
+    if typing.get_origin(kind) is Literal:
+        choices = list(typing.get_args(kind))
+        if value in choices:
+            return value
+        raise ConfigError(f"parameter {name}: expected one of {choices}, got {value!r}")
+    if kind not in _EXPECTED:
+        raise TypeError(f"parameter {name}: unsupported parameter type {kind!r}")
+    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"  # launch files may pass booleans as text
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # -p rate_hz:=10 arrives as an integer
+    if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return value
+    raise ConfigError(f"parameter {name}: expected {_EXPECTED[kind]}, got {value!r}")
+
+
+def declare(node, name: str, default):
+    """Declare a parameter with a default and return its value, of the default's type (an int is taken for a float)."""
+    value = node.declare_parameter(name, default, ParameterDescriptor(dynamic_typing=True)).value
+    return _checked(name, value, type(default))
+
+
+def config_overrides(node, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Declare each parameter without a default; return ``{name: value}`` for those the user set.
+
+    ``params`` maps a parameter name to its type: str, int, float, bool or a ``Literal`` of strings
+    (``field_types`` reads them from a config dataclass). An empty string counts as not set, because a
+    launch argument always has a value and graph.yaml passes ``""`` for "as the config file says".
+    """
+    out = {}
+    for name, kind in params.items():
+        value = node.declare_parameter(name, None, ParameterDescriptor(dynamic_typing=True)).value
+        if value is None or value == "":
+            continue
+        out[name] = _checked(name, value, kind)
+    return out
+
+
+def field_types(schema: type, *names: str) -> dict[str, Any]:
+    """``{name: type}`` of fields of config dataclass ``schema``: the parameter types of ``config_overrides``."""
+    hints = typing.get_type_hints(schema)
+    fields = {f.name for f in dataclasses.fields(schema)}
+    unknown = [n for n in names if n not in fields]
+    if unknown:
+        raise TypeError(f"{schema.__name__} has no field(s) {unknown}")
+    return {n: hints[n] for n in names}
+
 
 def run_node(make_node: Callable, args: list[str] | None = None, executor_threads: int = 1,
-             name: str | None = None) -> int:
+             name: str | None = None, on_ready: Callable[[Any], None] | None = None,
+             start_errors: tuple[type[BaseException], ...] = ()) -> int:
     """Init rclpy, build the node, spin until Ctrl-C/SIGTERM; config errors exit 1 with one line.
+
+    ``on_ready(node)`` runs once the node is built and added to the executor, just before spinning:
+    the start hook of a node that needs more than callbacks (the executor's loop thread).
+    ``start_errors`` are further exception types that mean "cannot run" for this node (hardware
+    that does not answer) and are reported the same way.
 
     rclpy's SIGINT handler shuts the context down (spin returns) and then raises KeyboardInterrupt
     once, wherever the main thread happens to be — possibly inside the clean-up. Clean-up steps are
     therefore guarded, and a late KeyboardInterrupt still means a clean exit (0).
     """
     try:
-        return _run_node(make_node, args, executor_threads, name)
+        return _run_node(make_node, args, executor_threads, name, on_ready, start_errors)
     except KeyboardInterrupt:
         return 0
 
@@ -31,8 +101,9 @@ def _guarded(step: Callable[[], object]) -> None:
             pass
 
 
-def _run_node(make_node: Callable, args: list[str] | None, executor_threads: int, name: str | None) -> int:
-    import rclpy
+def _run_node(make_node: Callable, args: list[str] | None, executor_threads: int, name: str | None,
+              on_ready: Callable[[Any], None] | None, start_errors: tuple[type[BaseException], ...]) -> int:
+    import rclpy  # noqa: PLC0415 - CLI code: rclpy is loaded only when a node is started
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
     rclpy.init(args=args if args is not None else sys.argv)
@@ -41,10 +112,12 @@ def _run_node(make_node: Callable, args: list[str] | None, executor_threads: int
         node = make_node()
         executor = MultiThreadedExecutor(executor_threads) if executor_threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
+        if on_ready is not None:
+            on_ready(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, *start_errors) as exc:
         label = node.get_name() if node is not None else (name or getattr(make_node, "__name__", "node"))
         print(f"[{label}] error: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -55,10 +128,5 @@ def _run_node(make_node: Callable, args: list[str] | None, executor_threads: int
             if callable(close):
                 _guarded(close)
             _guarded(node.destroy_node)
-        _guarded(lambda: rclpy.ok() and rclpy.shutdown())
+        _guarded(rclpy.try_shutdown)  # also after a SIGINT already shut the context down
     return 1 if failed else 0
-
-
-def declare(node, name: str, default):
-    """Declare a parameter and return its value (the node's config in one line per parameter)."""
-    return node.declare_parameter(name, default).value

@@ -2,8 +2,10 @@
 
 A complete bag is read with rosbags. A bag whose recorder died (no metadata.yaml, no MCAP summary)
 is read by scanning its MCAP records up to the last complete chunk: every message flushed before
-the crash. Such a bag is refused by conversion (one error line) until :func:`recover_bag` rewrites
-it as a complete bag, so training data never silently comes from a half-written file.
+the crash. :func:`open_bag` refuses such a bag (one error line) unless asked for it, so training data
+never silently comes from a half-written file; :func:`recover_bag` rewrites it as a complete bag
+(``data/session.py:repair_bag`` does that, and marks the episode interrupted, when the next recording
+session or ``cosmos-aloha convert`` finds one whose recorder is gone).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from cosmos_policy_ros.data.bag_writer import BagWriter
 from cosmos_policy_ros.data.msg_types import register_from_bag, typestore
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -105,7 +108,7 @@ def open_bag(path: str | Path, allow_incomplete: bool = False) -> Bag:
         raise BagError(
             f"{p}: incomplete bag (no metadata.yaml; the recorder was killed or is still running): "
             f"{len(scan.messages)} messages are readable up to byte {scan.good_bytes}; "
-            f"run `cosmos-aloha bag-info --recover {p}` to keep them")
+            f"`cosmos-aloha convert` repairs it, or run `cosmos-aloha bag-info --recover {p}`")
     topics: dict[str, TopicInfo] = {}
     for m in scan.messages:
         topics.setdefault(m.topic, TopicInfo(m.msgtype, 0)).count += 1
@@ -207,9 +210,11 @@ def _scan_mcap(path: Path) -> _Scan:
 
 
 def recover_bag(path: str | Path, keep_original: bool = False) -> Bag:
-    """Rewrite an incomplete bag as a complete one holding every readable message; returns it."""
-    from cosmos_policy_ros.data.bag_writer import BagWriter
+    """Rewrite an incomplete bag as a complete one holding every readable message; returns it.
 
+    The result is an ordinary rosbag2 bag (MCAP with summary and footer, metadata.yaml with counts and
+    duration), so stock readers (rosbags, the mcap package, `ros2 bag`) open it.
+    """
     bag = open_bag(path, allow_incomplete=True)
     if bag.complete:
         return bag

@@ -3,12 +3,18 @@
 Why a sidecar: labels often arrive after an episode's bag is closed (the operator judges success
 after the arm stops), and a dataset tool wants every episode's kind, outcome and status without
 opening gigabytes of bags. Rewritten atomically (tmp + rename), so a crash never leaves half a file.
+
+Beside it, ``<bag>.lock`` exists while an episode records (:class:`EpisodeLock`): it is how a later
+process tells a recording that is still going from one whose recorder died (status "recording" in
+both cases), so that only the dead one is repaired and marked "interrupted".
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
+import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -16,7 +22,9 @@ MANIFEST_NAME = "episodes.json"
 FORMAT = "cosmos_policy_ros.episodes/1"
 KINDS = ("teleop", "policy")
 OUTCOMES = ("success", "failure", "")
-STATUSES = ("recording", "complete", "discarded")
+# recording: being written, or its recorder died and nobody has repaired it yet (EpisodeLock tells which)
+# interrupted: the recorder died mid-episode; the bag was repaired and holds everything up to its last flush
+STATUSES = ("recording", "complete", "discarded", "interrupted")
 
 
 class ManifestError(ValueError):
@@ -30,7 +38,7 @@ class EpisodeRecord:
     kind: str = "teleop"
     task: str = ""
     instruction: str = ""
-    status: str = "recording"    # recording (or crashed while recording) | complete | discarded
+    status: str = "recording"    # one of STATUSES
     outcome: str = ""
     value: float | None = None   # None = unlabelled (NaN on the wire)
     start_ns: int = 0
@@ -106,7 +114,8 @@ class Manifest:
         self.save()
 
     def last_finished(self) -> EpisodeRecord | None:
-        done = [e for e in self.episodes if e.status == "complete"]
+        """The episode a label or discard after the fact applies to (an interrupted one counts: it is on disk)."""
+        done = [e for e in self.episodes if e.status in ("complete", "interrupted")]
         return done[-1] if done else None
 
 
@@ -116,3 +125,60 @@ def find_manifest_record(bag_path: str | Path) -> EpisodeRecord | None:
     if not (p.parent / MANIFEST_NAME).exists():
         return None
     return Manifest(p.parent).by_bag(p.name)
+
+
+class EpisodeLock:
+    """``<bag_dir>/<bag>.lock``, flock-ed by the recorder for as long as the episode records.
+
+    Why flock and not a PID file: the kernel drops the lock when its process dies, however it dies
+    (SIGKILL, OOM killer, power loss), and a reused PID cannot make a dead recorder look alive. The
+    file holds ``pid@host`` for people; only the lock decides. A lock that can be taken means that
+    whoever recorded the episode is gone.
+    """
+
+    def __init__(self, bag_dir: str | Path, bag: str):
+        self.path = Path(bag_dir) / f"{bag}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting; False while another live process (or open file) holds it."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}@{socket.gethostname()}\n".encode())
+        self._fd = fd
+        return True
+
+    def held(self) -> bool:
+        """Whether a live process holds the lock now: a look only, nothing is created or written."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # drops the shared lock taken to look
+
+    def holder(self) -> str:
+        """``pid@host`` of the process that wrote the lock file last ('' if unreadable)."""
+        try:
+            return self.path.read_text().strip()
+        except OSError:
+            return ""
+
+    def release(self) -> None:
+        """Delete the file, then drop the lock. Callers change the manifest before this, so a process
+        that takes the lock next (on this file or a new one) reads the final status."""
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None

@@ -1,33 +1,39 @@
 """``cosmos-aloha bag-info``: what a bag holds (topics, counts, labels), recovery, the ros2 equivalent.
 
     cosmos-aloha bag-info bags/episode_0003          # like `ros2 bag info`, plus episode labels
-    cosmos-aloha bag-info --recover bags/episode_0004   # a bag whose recorder was killed
+    cosmos-aloha bag-info --recover bags/episode_0004   # a bag whose recorder was killed (convert does it too)
     cosmos-aloha bag-info --ros2-command             # the `ros2 bag record -s mcap` line for a robot PC
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from cosmos_policy_ros.config import ConfigError
+from cosmos_policy_ros.data.bag_reader import BagError, open_bag
+from cosmos_policy_ros.data.manifest import ManifestError
+from cosmos_policy_ros.data.report import table
+from cosmos_policy_ros.data.session import repair_bag
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cosmos-aloha bag-info", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bags", nargs="*")
-    p.add_argument("--recover", action="store_true", help="rewrite incomplete bags as complete ones")
+    p.add_argument("--recover", action="store_true",
+                   help="rewrite incomplete bags as complete ones (the manifest then says interrupted)")
     p.add_argument("--ros2-command", action="store_true", help="print the equivalent ros2 bag record command")
     p.add_argument("--config", default="recorder.yaml")
     p.add_argument("--robot-config", default="robot/aloha_interbotix.yaml")
     ns = p.parse_args(argv)
-    from cosmos_policy_ros.data.bag_reader import BagError, open_bag, recover_bag
-    from cosmos_policy_ros.data.report import table
-
     try:
         if ns.ros2_command:
-            from cosmos_policy_ros.data.recording_config import (load_recorder_config, recorded_topics,
-                                                                 ros2_bag_record_command)
+            from cosmos_policy_ros.data.recording_config import (
+                load_recorder_config,
+                recorded_topics,
+                ros2_bag_record_command,
+            )
             from cosmos_policy_ros.perception.cameras import load_cameras
             from cosmos_policy_ros.robot.aloha import AlohaRobot
 
@@ -35,11 +41,9 @@ def main(argv: list[str] | None = None) -> int:
                                      load_recorder_config(ns.config).record)
             print(ros2_bag_record_command(topics))
         for path in ns.bags:
-            if ns.recover:
-                before = open_bag(path, allow_incomplete=True)
-                bag = recover_bag(path)
-                print(f"{bag.path}: {'recovered' if not before.complete else 'already complete'}, "
-                      f"{bag.message_count} messages")
+            folder = Path(path).parent if Path(path).is_file() else Path(path)  # metadata.yaml or .mcap given
+            if ns.recover and folder.is_dir() and repair_bag(folder) is None:
+                print(f"{path}: nothing to repair (already complete)")
             bag = open_bag(path, allow_incomplete=True)
             span = (bag.end_ns - bag.start_ns) / 1e9
             print(f"{bag.path}  storage {bag.storage}  {'complete' if bag.complete else 'INCOMPLETE'}  "
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = [{"topic": t, "type": i.msgtype, "count": i.count,
                      "rate_hz": i.count / span if span > 0 else float("nan")} for t, i in sorted(bag.topics.items())]
             print(table(rows, ["topic", "type", "count", "rate_hz"]))
-    except (BagError, ConfigError, OSError) as exc:
+    except (BagError, ManifestError, ConfigError, OSError) as exc:
         print(f"cosmos-aloha bag-info: {exc}", file=sys.stderr)
         return 1
     return 0

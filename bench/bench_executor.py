@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from cosmos_policy_ros import topics
+
 
 def fake_model_main(threads: int) -> None:
     """The CPU hog: a node that 'infers' (busy matmuls on all cores) and publishes a chunk per request."""
@@ -56,9 +58,9 @@ def fake_model_main(threads: int) -> None:
 
     rclpy.init()
     node = rclpy.create_node("fake_cosmos_model")
-    pub = node.create_publisher(ActionChunk, "/cosmos/action_chunk", 10)
+    pub = node.create_publisher(ActionChunk, topics.ACTION_CHUNK, 10)
     pending = []
-    node.create_subscription(Header, "/cosmos/chunk_request", lambda h: pending.append(h), 10)
+    node.create_subscription(Header, topics.CHUNK_REQUEST, lambda h: pending.append(h), 10)
     seq = 0
     while rclpy.ok():
         rclpy.spin_once(node, timeout_sec=0.0)
@@ -166,7 +168,7 @@ def main() -> int:
     got, statuses = [], []
     node.create_subscription(JointGroupCommand, robot.follower_topic("left", "joint_group"),
                              lambda m: got.append(time.monotonic()), 100)
-    node.create_subscription(ExecutorStatus, "/cosmos/executor/status", statuses.append, 10)
+    node.create_subscription(ExecutorStatus, topics.EXECUTOR_STATUS, statuses.append, 10)
     pubs = [node.create_publisher(JointState, robot.follower_topic(s, "joint_states"), qos_profile_sensor_data)
             for s in robot.config.arms]
     finger = float(robot.normalized_to_follower_finger(0.5))
@@ -181,7 +183,7 @@ def main() -> int:
     results = {}
     load = os.getloadavg()[0]
     try:
-        cli = node.create_client(Trigger, "/cosmos/executor/start")
+        cli = node.create_client(Trigger, f"{topics.EXECUTOR_SERVICES}/start")
         t_end = time.monotonic() + 30
         while not cli.service_is_ready() and time.monotonic() < t_end:
             ex.spin_once(timeout_sec=0.1)
@@ -210,7 +212,8 @@ def main() -> int:
           f"{'rx gap p50':>11s} {'rx gap p99':>11s} {'rx gap max':>11s} {'chunks':>7s}")
     for name, r in results.items():
         print(f"{name:42s} {r['rate']:8.2f} {r['mean']:7.3f}ms {r['err_p50']:8.3f}ms {r['err_p99']:8.3f}ms "
-              f"{r['overruns']:9d} {r['gap_p50']:9.2f}ms {r['gap_p99']:9.2f}ms {r['gap_max']:9.2f}ms {r['accepted']:7d} {r['state']}")
+              f"{r['overruns']:9d} {r['gap_p50']:9.2f}ms {r['gap_p99']:9.2f}ms {r['gap_max']:9.2f}ms "
+              f"{r['accepted']:7d} {r['state']}")
     return 0
 
 

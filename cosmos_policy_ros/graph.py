@@ -49,10 +49,12 @@ class GraphConfig:
         for key, node in self.nodes.items():
             if node.when and node.when not in _WHEN:
                 raise cfg.ConfigError(f"nodes.{key}.when: expected one of {list(_WHEN)}, got {node.when!r}")
-            for pname, value in node.parameters.items():
+            values = [(f"parameters.{k}", v) for k, v in node.parameters.items()]
+            values += [(f"remappings.{k}", v) for k, v in node.remappings.items()]
+            for where, value in values:
                 for arg in _ARG_RE.findall(str(value)):
                     if arg not in self.arguments:
-                        raise cfg.ConfigError(f"nodes.{key}.parameters.{pname}: unknown argument $(arg {arg})")
+                        raise cfg.ConfigError(f"nodes.{key}.{where}: unknown argument $(arg {arg})")
         for mode, keys in self.modes.items():
             for k in keys:
                 if k not in self.nodes:

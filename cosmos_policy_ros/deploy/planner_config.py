@@ -2,18 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros.topics import refuse_topics_section
 
 DEFAULT_PLANNER_CONFIG = "planner.yaml"
-
-
-@dataclass
-class PlannerTopics:
-    plan_result: str = "/cosmos/plan_result"
-    scores: str = "/cosmos/plan/scores"
-    chosen_trajectory: str = "/cosmos/plan/chosen_trajectory"
 
 
 @dataclass
@@ -27,7 +22,6 @@ class PlannerConfig:
     aggregation: Literal["majority_mean", "average", "lcb", "success_vote"] = "majority_mean"
     threshold: float = 0.05
     deadline_s: float = 10.0
-    topics: PlannerTopics = field(default_factory=PlannerTopics)
 
     def validate(self) -> None:
         if self.num_candidates < 1 or not self.world_steps or not self.value_steps:
@@ -44,3 +38,8 @@ class PlannerConfig:
                           action_steps=self.action_steps or None, world_steps=tuple(self.world_steps),
                           value_steps=tuple(self.value_steps), value_mode=self.value_mode,
                           aggregation=self.aggregation, threshold=self.threshold)
+
+
+def load_planner_config(path: str | Path = DEFAULT_PLANNER_CONFIG) -> PlannerConfig:
+    refuse_topics_section(path)
+    return cfg.load(PlannerConfig, path)

@@ -1,20 +1,14 @@
 """Schema of config/policy.yaml (see the file for what each key means)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros.topics import refuse_topics_section
 
 DEFAULT_POLICY_CONFIG = "policy.yaml"
-
-
-@dataclass
-class PolicyTopics:
-    action_chunk: str = "/cosmos/action_chunk"
-    chunk_request: str = "/cosmos/chunk_request"
-    value: str = "/cosmos/policy/value"
-    status: str = "/cosmos/policy/status"
 
 
 @dataclass
@@ -30,7 +24,6 @@ class PolicyNodeConfig:
     device: str = ""
     torch_threads: int = 0
     refuse_log_period_s: float = 2.0
-    topics: PolicyTopics = field(default_factory=PolicyTopics)
 
     def validate(self) -> None:
         for key in ("max_obs_age_s", "max_skew_s", "action_period_s", "refuse_log_period_s"):
@@ -40,6 +33,11 @@ class PolicyNodeConfig:
             raise cfg.ConfigError(f"torch_threads: must be >= 0, got {self.torch_threads}")
         if self.steps < 0:
             raise cfg.ConfigError(f"steps: must be >= 0, got {self.steps}")
+
+
+def load_policy_config(path: str | Path = DEFAULT_POLICY_CONFIG, overrides: dict | None = None) -> PolicyNodeConfig:
+    refuse_topics_section(path)
+    return cfg.load(PolicyNodeConfig, path, overrides)
 
 
 def apply_torch_threads(n: int) -> int:

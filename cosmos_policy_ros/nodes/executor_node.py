@@ -2,22 +2,25 @@
 
 Thin wiring around cosmos_policy_ros.robot.executor_core.ExecutorCore (all decisions live there):
   loop      RateLoop thread at ``rate_hz`` (not an executor timer): tick -> backend.write,
-            chunk requests. It never waits on a callback; callbacks never wait on it.
-  callbacks one SingleThreadedExecutor thread: chunks, joint states, e-stop, services, status
-            timer. Each takes the core's lock for microseconds. (A MultiThreadedExecutor costs several
-            times the CPU in rclpy and buys nothing here: no callback blocks.)
+            chunk requests. It never waits on a callback; callbacks never wait on it. It is started
+            by run_node's ``on_ready`` hook (``start_loop``) once the node spins.
+  callbacks one SingleThreadedExecutor thread (run_node's): chunks, joint states, e-stop, services,
+            status timer. Each takes the core's lock for microseconds. (A MultiThreadedExecutor costs
+            several times the CPU in rclpy and buys nothing here: no callback blocks.)
 
-Topics (defaults from config/executor.yaml):
-  sub  /cosmos/action_chunk            cosmos_policy_ros/ActionChunk
-  sub  /follower_{left,right}/joint_states   sensor_msgs/JointState (sensor-data QoS)
-  sub  /cosmos/estop                   std_msgs/Bool   (true latches ESTOP, false releases to IDLE)
-  pub  /follower_*/commands/joint_group|joint_single  (interbotix / sim backends)
-  pub  /cosmos/executor/status         cosmos_policy_ros/ExecutorStatus, status_rate_hz
-  pub  /cosmos/chunk_request           std_msgs/Header: the executor wants the next chunk now;
-                                       stamp = when that chunk should take over (the k-th action
-                                       of the newest chunk; = now when dry), frame_id = chunk mode
-Services (std_srvs/Trigger): /cosmos/executor/{start,stop,home,sleep}
-Parameters: config (executor yaml), robot_config, backend, chunk_mode, autostart ("" = from yaml).
+Topics (names in cosmos_policy_ros/topics.py; rename by remapping):
+  sub  ACTION_CHUNK       /cosmos/action_chunk       cosmos_policy_ros/ActionChunk
+  sub  follower joint states (robot config)          sensor_msgs/JointState (sensor-data QoS)
+  sub  ESTOP              /cosmos/estop              std_msgs/Bool (true latches ESTOP, false releases to IDLE)
+  pub  follower commands joint_group|joint_single    (interbotix / sim backends)
+  pub  EXECUTOR_STATUS    /cosmos/executor/status    cosmos_policy_ros/ExecutorStatus, status_rate_hz
+  pub  CHUNK_REQUEST      /cosmos/chunk_request      std_msgs/Header: the executor wants the next chunk now;
+                                                     stamp = when that chunk should take over (the k-th
+                                                     action of the newest chunk; = now when dry),
+                                                     frame_id = chunk mode
+Services (std_srvs/Trigger): EXECUTOR_SERVICES /cosmos/executor/{start,stop,home,sleep}
+Parameters: config (executor yaml); robot_config, backend, chunk_mode, autostart override the yaml
+when set.
 
 Run: python -m cosmos_policy_ros.nodes.executor_node --ros-args -p backend:=sim -p chunk_mode:=blend
 """
@@ -27,50 +30,26 @@ import math
 import os
 import sys
 import time
+from typing import Literal
 
-import numpy as np
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Header
 from std_srvs.srv import Trigger
 
+from cosmos_policy_ros import topics
 from cosmos_policy_ros.config import ConfigError
 from cosmos_policy_ros.msg import ActionChunk, ExecutorStatus
+from cosmos_policy_ros.nodes.chunk_msgs import chunk_from_msg, time_msg
+from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types, run_node
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.robot.backends.base import Backend, apply_tick
 from cosmos_policy_ros.robot.executor_config import ExecutorConfig, load_executor_config
 from cosmos_policy_ros.robot.executor_core import ExecutorCore
 from cosmos_policy_ros.robot.rate_loop import RateLoop
-from cosmos_policy_ros.robot.scheduler import MODES, Chunk, ChunkError
-
-
-def stamp_to_s(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def chunk_from_msg(msg: ActionChunk, joint_names: list[str]) -> Chunk:
-    """ActionChunk -> Chunk in the robot's joint order; ChunkError (one line) when unusable."""
-    names = list(msg.trajectory.joint_names)
-    if not names:
-        raise ChunkError("trajectory.joint_names is empty (expected the 14 ALOHA joint names)")
-    if sorted(names) != sorted(joint_names) or len(names) != len(joint_names):
-        missing = sorted(set(joint_names) - set(names))
-        raise ChunkError(f"trajectory.joint_names do not match the robot (missing {missing[:3]}, got {len(names)} names)")
-    order = [names.index(n) for n in joint_names]
-    pts = msg.trajectory.points
-    rows = []
-    for i, p in enumerate(pts):
-        if len(p.positions) != len(names):
-            raise ChunkError(f"point {i} has {len(p.positions)} positions for {len(names)} joint names")
-        rows.append(np.asarray(p.positions, dtype=float)[order])
-    actions = np.array(rows).reshape(len(pts), len(joint_names))
-    tfs = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in pts]
-    return Chunk.build(stamp_to_s(msg.header.stamp), tfs, actions, sequence=int(msg.sequence), source=msg.source,
-                       latency_s=float(msg.inference_latency_s))
+from cosmos_policy_ros.robot.scheduler import MODES, ChunkError
 
 
 def make_backend(name: str, node: Node, robot: AlohaRobot, config: ExecutorConfig) -> Backend:
@@ -88,48 +67,53 @@ def make_backend(name: str, node: Node, robot: AlohaRobot, config: ExecutorConfi
 class ExecutorNode(Node):
     def __init__(self, **kwargs):
         super().__init__("cosmos_executor", **kwargs)
-        p = {n: self.declare_parameter(n, d).value for n, d in (
-            ("config", "executor.yaml"), ("robot_config", ""), ("backend", ""), ("chunk_mode", ""),
-            ("autostart", False))}
-        overrides = {k: p[k] for k in ("robot_config", "backend") if p[k]}
-        if p["autostart"]:
-            overrides["autostart"] = True
-        cfg = load_executor_config(p["config"], overrides)
-        if p["chunk_mode"]:
-            if p["chunk_mode"] not in MODES:
-                raise ConfigError(f"parameter chunk_mode: expected one of {list(MODES)}, got {p['chunk_mode']!r}")
-            cfg.scheduler.mode = p["chunk_mode"]
-        self.cfg = cfg
+        self.cfg = cfg = self._load_config()
         self.robot = AlohaRobot.from_yaml(cfg.robot_config)
         self.core = ExecutorCore(self.robot, cfg)
         self.backend = make_backend(cfg.backend, self, self.robot, cfg)
         self.backend.open()
-        t = cfg.topics
-        group = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(ActionChunk, t.action_chunk, self._on_chunk, 10, callback_group=group)
-        for i, side in enumerate(self.robot.config.arms):
-            self.create_subscription(JointState, self.robot.follower_topic(side, "joint_states"),
-                                     lambda m, i=i: self._on_joint_state(i, m), qos_profile_sensor_data,
-                                     callback_group=group)
-        self.create_subscription(Bool, t.estop, self._on_estop, 10, callback_group=group)
-        for name in ("start", "stop", "home", "sleep"):
-            self.create_service(Trigger, f"{t.service_prefix}/{name}",
-                                lambda req, res, name=name: self._on_service(name, res), callback_group=group)
-        self.status_pub = self.create_publisher(ExecutorStatus, t.status, 10)
-        self.request_pub = self.create_publisher(Header, t.chunk_request, 10)
-        self.create_timer(1.0 / cfg.status_rate_hz, self._publish_status, callback_group=group)
+        self._wire()
         self._bad_input = 0
         self.loop = RateLoop(1.0 / cfg.rate_hz, self._tick, name="executor-loop", on_error=self._loop_error,
                              priority=cfg.loop_priority)
         self.get_logger().info(
             f"executor: backend={cfg.backend} mode={cfg.scheduler.mode} rate={cfg.rate_hz} Hz "
-            f"chunk_timeout={cfg.watchdog.chunk_timeout_s} s; state IDLE (call {t.service_prefix}/start)")
+            f"chunk_timeout={cfg.watchdog.chunk_timeout_s} s; state IDLE (call {topics.EXECUTOR_SERVICES}/start)")
+
+    def _load_config(self) -> ExecutorConfig:
+        path = declare(self, "config", "executor.yaml")
+        overrides = config_overrides(self, {**field_types(ExecutorConfig, "robot_config", "backend", "autostart"),
+                                            "chunk_mode": Literal[MODES]})
+        mode = overrides.pop("chunk_mode", None)
+        cfg = load_executor_config(path, overrides)
+        if mode is not None:
+            cfg.scheduler.mode = mode
+        return cfg
+
+    def _wire(self) -> None:
+        """Subscriptions, services, publishers and the status timer, all in one callback group."""
+        group = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(ActionChunk, topics.ACTION_CHUNK, self._on_chunk, 10, callback_group=group)
+        for i, side in enumerate(self.robot.config.arms):
+            self.create_subscription(JointState, self.robot.follower_topic(side, "joint_states"),
+                                     lambda m, i=i: self._on_joint_state(i, m), qos_profile_sensor_data,
+                                     callback_group=group)
+        self.create_subscription(Bool, topics.ESTOP, self._on_estop, 10, callback_group=group)
+        for name in ("start", "stop", "home", "sleep"):
+            self.create_service(Trigger, f"{topics.EXECUTOR_SERVICES}/{name}",
+                                lambda req, res, name=name: self._on_service(name, res), callback_group=group)
+        self.status_pub = self.create_publisher(ExecutorStatus, topics.EXECUTOR_STATUS, 10)
+        self.request_pub = self.create_publisher(Header, topics.CHUNK_REQUEST, 10)
+        self.create_timer(1.0 / self.cfg.status_rate_hz, self._publish_status, callback_group=group)
 
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     # ---- the loop thread -------------------------------------------------------------------------
     def start_loop(self) -> None:
+        """run_node's on_ready hook: start the RateLoop thread once the node is in the executor."""
+        # The loop thread needs the GIL promptly at each deadline: switch threads every 1 ms (default 5).
+        sys.setswitchinterval(0.001)
         self.loop.start()
         if self.cfg.loop_priority:
             time.sleep(0.05)
@@ -162,10 +146,7 @@ class ExecutorNode(Node):
         apply_tick(out, self.backend)
         if out.request:
             deadline = out.request_deadline if math.isfinite(out.request_deadline) else now
-            h = Header(frame_id=self.cfg.scheduler.mode)
-            h.stamp.sec = int(deadline)
-            h.stamp.nanosec = int((deadline - int(deadline)) * 1e9)
-            self.request_pub.publish(h)
+            self.request_pub.publish(Header(frame_id=self.cfg.scheduler.mode, stamp=time_msg(deadline)))
 
     def _loop_error(self, exc: BaseException) -> None:
         self.get_logger().error(f"executor tick failed: {type(exc).__name__}: {exc}", throttle_duration_sec=1.0)
@@ -235,7 +216,8 @@ class ExecutorNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(msg)
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
+        """Called by run_node on the way out: stop the loop thread, then the backend."""
         self.loop.stop()
         self.backend.close()  # leaves torque as it is
 
@@ -244,28 +226,11 @@ def _f(x: float) -> float:
     return float(x) if math.isfinite(x) else float("nan")
 
 
-def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = ExecutorNode()
-    except (ConfigError, ImportError, OSError, RuntimeError) as exc:  # incl. DynamixelError
-        print(f"cosmos_executor: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    # The loop thread needs the GIL promptly at each deadline: switch threads every 1 ms (default 5).
-    sys.setswitchinterval(0.001)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    node.start_loop()
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+def main(args: list[str] | None = None) -> int:
+    # Hardware that does not answer (DynamixelError is a RuntimeError; a missing driver package an
+    # ImportError; a serial port an OSError) is reported in one line like a config error.
+    return run_node(ExecutorNode, args, name="cosmos_executor", on_ready=ExecutorNode.start_loop,
+                    start_errors=(ImportError, OSError, RuntimeError))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Subscriptions only convert and store samples (ObservationCache); all model work runs in one worker
 thread, never in a callback, so a slow inference never blocks message intake. The worker computes
-a chunk when the executor asks (/cosmos/chunk_request) or back to back, and refuses — saying why on
-/cosmos/policy/status and in a throttled log line — whenever the observation is not fresh.
+a chunk when the executor asks (topics.CHUNK_REQUEST) or back to back, and refuses — saying why on
+topics.POLICY_STATUS and in a throttled log line — whenever the observation is not fresh.
 """
 from __future__ import annotations
 
@@ -16,19 +16,21 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32, Header, String
 
 from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros import topics
 from cosmos_policy_ros.deploy.bundle import build_engine, resolve_bundle
-from cosmos_policy_ros.deploy.chunks import time_msg
-from cosmos_policy_ros.deploy.policy_config import DEFAULT_POLICY_CONFIG, PolicyNodeConfig, apply_torch_threads
+from cosmos_policy_ros.deploy.policy_config import (
+    DEFAULT_POLICY_CONFIG,
+    PolicyNodeConfig,
+    apply_torch_threads,
+    load_policy_config,
+)
 from cosmos_policy_ros.msg import ActionChunk
-from cosmos_policy_ros.nodes.common import declare
+from cosmos_policy_ros.nodes.chunk_msgs import seconds, time_msg
+from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types
 from cosmos_policy_ros.perception.cameras import load_cameras
 from cosmos_policy_ros.perception.image_codec import ImageFormatError, image_to_rgb
 from cosmos_policy_ros.perception.observation_cache import NotReady, ObservationCache
 from cosmos_policy_ros.robot.aloha import AlohaRobot
-
-
-def _stamp_s(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class ObservingNode(Node):
@@ -36,8 +38,8 @@ class ObservingNode(Node):
 
     def __init__(self, name: str, checkpoint_param: str = "checkpoint"):
         super().__init__(name)
-        self.pcfg = cfg.load(PolicyNodeConfig, declare(self, "config", DEFAULT_POLICY_CONFIG),
-                             {k: v for k, v in (("trigger", declare(self, "trigger", "")),) if v})
+        self.pcfg = load_policy_config(declare(self, "config", DEFAULT_POLICY_CONFIG),
+                                       config_overrides(self, field_types(PolicyNodeConfig, "trigger")))
         self.robot = AlohaRobot.from_yaml(declare(self, "robot_config", "robot/aloha_interbotix.yaml"))
         self.cams = load_cameras(declare(self, "camera_config", "cameras.yaml"))
         declare(self, "task", "")
@@ -60,11 +62,10 @@ class ObservingNode(Node):
         for side in self.robot.config.arms:
             self.create_subscription(JointState, self.robot.follower_topic(side, "joint_states"),
                                      lambda m, s=side: self._on_joints(s, m), qos_profile_sensor_data)
-        t = self.pcfg.topics
-        self.create_subscription(Header, t.chunk_request, self._on_request, 10)
-        self.chunk_pub = self.create_publisher(ActionChunk, t.action_chunk, 10)
-        self.value_pub = self.create_publisher(Float32, t.value, 10)
-        self.status_pub = self.create_publisher(String, t.status, 10)
+        self.create_subscription(Header, topics.CHUNK_REQUEST, self._on_request, 10)
+        self.chunk_pub = self.create_publisher(ActionChunk, topics.ACTION_CHUNK, 10)
+        self.value_pub = self.create_publisher(Float32, topics.POLICY_VALUE, 10)
+        self.status_pub = self.create_publisher(String, topics.POLICY_STATUS, 10)
         self.sequence = 0
         self.published = 0
         self.refusals = 0
@@ -77,7 +78,8 @@ class ObservingNode(Node):
         self._worker.start()
         self.get_logger().info(
             f"{self.bundle.model_name} ({self.bundle.checkpoint_id}) ready: cameras {model_cams}, "
-            f"instruction {self.instruction!r}, action period {self.period_s * 1000:.0f} ms, trigger {self.pcfg.trigger}")
+            f"instruction {self.instruction!r}, action period {self.period_s * 1000:.0f} ms, "
+            f"trigger {self.pcfg.trigger}")
 
     # ---- overridden by the policy / planner ---------------------------------------------------
     def load_engine(self):
@@ -112,14 +114,14 @@ class ObservingNode(Node):
 
     def _on_image(self, cam: str, msg) -> None:
         try:
-            self.cache.put_image(cam, _stamp_s(msg.header.stamp), image_to_rgb(msg), self.now_s())
+            self.cache.put_image(cam, seconds(msg.header.stamp), image_to_rgb(msg), self.now_s())
         except ImageFormatError as exc:
             self.get_logger().error(f"{cam}: {exc}", throttle_duration_sec=5.0)
 
     def _on_joints(self, side: str, msg) -> None:
         try:
             q7 = self.robot.arm_state_from_joint_state(list(msg.name), list(msg.position))
-            self.cache.put_arm(side, _stamp_s(msg.header.stamp), q7, self.now_s())
+            self.cache.put_arm(side, seconds(msg.header.stamp), q7, self.now_s())
         except ValueError as exc:
             self.get_logger().error(f"{side} joint_states: {exc}", throttle_duration_sec=5.0)
 

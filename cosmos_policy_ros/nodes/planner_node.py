@@ -2,13 +2,14 @@
 
 The policy checkpoint proposes N chunks; the planning checkpoint predicts K futures per candidate
 and M values per future, each stage one batched sampler call (inference/planning.py). Publishes
-the chosen chunk on /cosmos/action_chunk (source "planner"), the full PlanResult, the scores
-(plot-friendly) and the chosen joint trajectory. When planning misses ``deadline_s`` it publishes
-the direct policy chunk instead (fell_back_to_direct) and does not start another plan until the
-late one has finished.
+the chosen chunk on topics.ACTION_CHUNK (source "planner"), the full PlanResult (PLAN_RESULT), the
+scores (PLAN_SCORES, plot-friendly) and the chosen joint trajectory (PLAN_CHOSEN_TRAJECTORY). When
+planning misses ``deadline_s`` it publishes the direct policy chunk instead (fell_back_to_direct)
+and does not start another plan until the late one has finished.
 
 Parameters: as the policy node, plus planning_checkpoint ("" = the bundled planning model when the
-policy is the bundled one, else the policy checkpoint itself) and planner_config (config/planner.yaml). The policy checkpoint parameter is ``policy_checkpoint``.
+policy is the bundled one, else the policy checkpoint itself) and planner_config
+(config/planner.yaml). The policy checkpoint parameter is ``policy_checkpoint``.
 """
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ import time
 from std_msgs.msg import Float32MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros import topics
 from cosmos_policy_ros.deploy.bundle import build_engine, default_planning_checkpoint, resolve_bundle
-from cosmos_policy_ros.deploy.chunks import fill_action_chunk
-from cosmos_policy_ros.deploy.planner_config import DEFAULT_PLANNER_CONFIG, PlannerConfig
+from cosmos_policy_ros.deploy.planner_config import DEFAULT_PLANNER_CONFIG, load_planner_config
 from cosmos_policy_ros.msg import ActionChunk, PlanResult
+from cosmos_policy_ros.nodes.chunk_msgs import fill_action_chunk
 from cosmos_policy_ros.nodes.common import declare, run_node
 from cosmos_policy_ros.nodes.observing import ObservingNode
 
@@ -34,11 +35,11 @@ class PlannerNode(ObservingNode):
         super().__init__("planner", checkpoint_param="policy_checkpoint")
 
     def load_engine(self):
-        self.plan_cfg = cfg.load(PlannerConfig, declare(self, "planner_config", DEFAULT_PLANNER_CONFIG))
-        t = self.plan_cfg.topics  # publishers exist before the worker thread starts
-        self.plan_pub = self.create_publisher(PlanResult, t.plan_result, 10)
-        self.scores_pub = self.create_publisher(Float32MultiArray, t.scores, 10)
-        self.traj_pub = self.create_publisher(JointTrajectory, t.chosen_trajectory, 10)
+        self.plan_cfg = load_planner_config(declare(self, "planner_config", DEFAULT_PLANNER_CONFIG))
+        # publishers exist before the worker thread starts
+        self.plan_pub = self.create_publisher(PlanResult, topics.PLAN_RESULT, 10)
+        self.scores_pub = self.create_publisher(Float32MultiArray, topics.PLAN_SCORES, 10)
+        self.traj_pub = self.create_publisher(JointTrajectory, topics.PLAN_CHOSEN_TRAJECTORY, 10)
         planning_ckpt = declare(self, "planning_checkpoint", "")
         if not planning_ckpt and not self.get_parameter("policy_checkpoint").value \
                 and default_planning_checkpoint().is_dir():   # the bundled policy has a bundled planning model
@@ -86,7 +87,8 @@ class PlannerNode(ObservingNode):
         n, k, m = pc.num_candidates, len(pc.world_steps), len(pc.value_steps)
         msg.num_candidates, msg.num_futures, msg.num_values, msg.value_mode = n, k, m, pc.value_mode
         if fell_back:
-            self.get_logger().warning(f"planning exceeded {self.plan_cfg.deadline_s:.1f} s: executing the direct policy chunk")
+            self.get_logger().warning(f"planning exceeded {self.plan_cfg.deadline_s:.1f} s: "
+                                      "executing the direct policy chunk")
             actions, value = self._direct(obs, pc.base_seed)
             msg.fell_back_to_direct = True
         else:

@@ -2,14 +2,15 @@
 
 Parameters: checkpoint (bundle folder; "" = the bundled small checkpoint), model_config / stats /
 t5_embeddings (only for bare weights files), instruction ("" = the checkpoint's), robot_config,
-camera_config, config (config/policy.yaml), trigger. Topics: see config/policy.yaml.
+camera_config, config (config/policy.yaml), trigger (overrides the yaml when set). Topics: topics.ACTION_CHUNK,
+POLICY_VALUE, POLICY_STATUS out, CHUNK_REQUEST in (nodes/observing.py).
 """
 from __future__ import annotations
 
 import sys
 
-from cosmos_policy_ros.deploy.chunks import fill_action_chunk
 from cosmos_policy_ros.msg import ActionChunk
+from cosmos_policy_ros.nodes.chunk_msgs import fill_action_chunk
 from cosmos_policy_ros.nodes.common import run_node
 from cosmos_policy_ros.nodes.observing import ObservingNode
 

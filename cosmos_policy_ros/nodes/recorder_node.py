@@ -5,7 +5,9 @@ each topic is subscribed once a publisher appears, with the publishers' reliabil
 best-effort cameras and latched status topics are both received. Episodes: service
 /recorder/episode (EpisodeCommand start|stop|discard|label) and auto-record (both leader grippers
 closed). Flushes every ``flush_period_s``: a SIGKILL keeps every message written before the last
-flush. Logic lives in cosmos_policy_ros.data.session; this node only wires ROS to it.
+flush. Logic lives in cosmos_policy_ros.data.session; this node only wires ROS to it. Parameters bag_dir,
+image_transport, backend and auto_record (true/false) override the ``record:`` section of config/recorder.yaml
+when set.
 """
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
@@ -27,12 +28,19 @@ from cosmos_policy_ros import config as cfg
 from cosmos_policy_ros.data.auto_record import GripperCloseTrigger
 from cosmos_policy_ros.data.bag_writer import OfferedQos
 from cosmos_policy_ros.data.msg_types import has_type, typestore
-from cosmos_policy_ros.data.recording_config import (COMPRESSED, JOINT_STATE, RecordedTopic, load_recorder_config,
-                                                     recorded_topics, ros2_topic_names)
+from cosmos_policy_ros.data.recording_config import (
+    COMPRESSED,
+    JOINT_STATE,
+    RecordedTopic,
+    RecordSettings,
+    load_recorder_config,
+    recorded_topics,
+    ros2_topic_names,
+)
 from cosmos_policy_ros.data.ros2_bag import ros2_cli
 from cosmos_policy_ros.data.session import EpisodeSession
 from cosmos_policy_ros.msg import EpisodeEvent
-from cosmos_policy_ros.nodes.common import declare, run_node
+from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types, run_node
 from cosmos_policy_ros.perception.cameras import load_cameras
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.srv import EpisodeCommand
@@ -46,15 +54,10 @@ def _msg_class(msgtype: str):
 class RecorderNode(Node):
     def __init__(self):
         super().__init__("recorder")
-        overrides = {}
-        for key in ("bag_dir", "image_transport", "backend"):
-            value = declare(self, key, "")
-            if value:
-                overrides[key] = value
-        # auto_record: unset = as configured; true/false overrides (typed loosely: -p auto_record:=false is a bool)
-        auto = self.declare_parameter("auto_record", "", ParameterDescriptor(dynamic_typing=True)).value
-        if auto not in ("", None):
-            overrides["auto_record"] = {"enabled": str(auto).lower() == "true"}
+        overrides = config_overrides(self, {**field_types(RecordSettings, "bag_dir", "image_transport", "backend"),
+                                            "auto_record": bool})  # record.auto_record.enabled
+        if "auto_record" in overrides:
+            overrides["auto_record"] = {"enabled": overrides["auto_record"]}
         rc = load_recorder_config(declare(self, "config", "recorder.yaml"), record_overrides=overrides)
         self.settings = rc.record
         self.robot = AlohaRobot.from_yaml(declare(self, "robot_config", "robot/aloha_interbotix.yaml"))
@@ -118,7 +121,8 @@ class RecorderNode(Node):
             if t.msgtype not in types:
                 if t.name not in self._warned:
                     self._warned.add(t.name)
-                    self.get_logger().error(f"{t.name}: publishers offer {sorted(types)}, expected {t.msgtype}; not recorded")
+                    self.get_logger().error(f"{t.name}: publishers offer {sorted(types)}, expected {t.msgtype}; "
+                                            "not recorded")
                 continue
             if not has_type(t.bag_type):
                 if t.name not in self._warned:
@@ -176,7 +180,8 @@ class RecorderNode(Node):
         PILImage.fromarray(image_to_rgb(img)).save(buf, format="JPEG", quality=self.settings.jpeg_quality)
         import numpy as np
 
-        msg = self._ts.types[COMPRESSED](img.header, "rgb8; jpeg compressed bgr8", np.frombuffer(buf.getvalue(), np.uint8))
+        data = np.frombuffer(buf.getvalue(), np.uint8)
+        msg = self._ts.types[COMPRESSED](img.header, "rgb8; jpeg compressed bgr8", data)
         return self._ts.serialize_cdr(msg, COMPRESSED)
 
     def _auto_record(self, topic: RecordedTopic, t_ns: int, raw: bytes) -> None:
@@ -207,7 +212,8 @@ class RecorderNode(Node):
         result = self._run_command(request.command, kind=request.kind, outcome=request.outcome,
                                    value=value if math.isfinite(value) else math.nan,
                                    task=request.task, instruction=request.instruction)
-        response.success, response.message, response.episode_index = result.success, result.message, result.episode_index
+        response.success, response.message = result.success, result.message
+        response.episode_index = result.episode_index
         return response
 
     def _publish_event(self, f: dict) -> None:

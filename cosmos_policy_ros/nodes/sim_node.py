@@ -5,6 +5,8 @@ xs_sdk layout, rgb8 images on /<cam>/camera/color/image_rect_raw) and obeys the 
 topics (JointGroupCommand "arm" in rad, JointSingleCommand "gripper" in gripper-motor rad). Physics
 and rendering run in one dedicated thread (MuJoCo GL contexts are bound to their thread); command
 callbacks only set targets. Bad commands are logged in one line and ignored; the sim keeps running.
+Parameters time_mode, task, seed, width, height, camera_rate_hz and cameras (comma-separated) override
+config/sim_node.yaml when set. Status on topics.SIM_STATUS, episode reset on topics.SIM_RESET.
 """
 from __future__ import annotations
 
@@ -22,9 +24,10 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
 from cosmos_policy_ros import config as cfg
-from cosmos_policy_ros.deploy.chunks import time_msg
+from cosmos_policy_ros import topics
 from cosmos_policy_ros.msg import EpisodeEvent  # noqa: F401  (type registered for recorders)
-from cosmos_policy_ros.nodes.common import declare, run_node
+from cosmos_policy_ros.nodes.chunk_msgs import time_msg
+from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types, run_node
 from cosmos_policy_ros.perception.cameras import load_cameras
 from cosmos_policy_ros.perception.image_codec import fill_image
 from cosmos_policy_ros.robot.aloha import AlohaRobot
@@ -40,7 +43,7 @@ class SimNodeConfig:
     width: int = 640
     height: int = 480
     task: str = "transfer_cube"
-    seed: int = 0
+    seed: int = 0  # first episode's seed; negative = random
     status_rate_hz: float = 5.0
 
     def validate(self) -> None:
@@ -53,15 +56,11 @@ class SimNodeConfig:
 class SimNode(Node):
     def __init__(self):
         super().__init__("aloha_sim")
-        overrides = {}
-        for key, default in (("time_mode", ""), ("task", ""), ("width", 0), ("height", 0), ("seed", -2),
-                             ("camera_rate_hz", 0.0)):
-            value = declare(self, key, default)
-            if value not in ("", 0, -2, 0.0):
-                overrides[key] = value
-        cams_param = declare(self, "cameras", "")  # comma-separated subset, "" = from the config
-        if cams_param:
-            overrides["cameras"] = [c.strip() for c in cams_param.split(",") if c.strip()]
+        overrides = config_overrides(self, {**field_types(SimNodeConfig, "time_mode", "task", "width", "height",
+                                                          "seed", "camera_rate_hz"),
+                                            "cameras": str})  # comma-separated subset of the configured cameras
+        if "cameras" in overrides:
+            overrides["cameras"] = [c.strip() for c in overrides["cameras"].split(",") if c.strip()]
         self.cfg = cfg.load(SimNodeConfig, declare(self, "config", "sim_node.yaml"), overrides)
         self.robot = AlohaRobot.from_yaml(declare(self, "robot_config", "robot/aloha_interbotix.yaml"))
         cams = load_cameras(declare(self, "camera_config", "cameras.yaml"))
@@ -86,13 +85,13 @@ class SimNode(Node):
         self.clock_pub = self.create_publisher(Clock, "/clock", QoSProfile(depth=1)) \
             if self.cfg.time_mode != "wall" else None
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.status_pub = self.create_publisher(String, "/sim/status", latched)
+        self.status_pub = self.create_publisher(String, topics.SIM_STATUS, latched)
         for side in self.robot.config.arms:
             self.create_subscription(JointGroupCommand, self.robot.follower_topic(side, "joint_group"),
                                      lambda m, s=side: self._on_group(s, m), 10)
             self.create_subscription(JointSingleCommand, self.robot.follower_topic(side, "joint_single"),
                                      lambda m, s=side: self._on_single(s, m), 10)
-        self.create_service(ResetEpisode, "/sim/reset", self._on_reset)
+        self.create_service(ResetEpisode, topics.SIM_RESET, self._on_reset)
         self.create_timer(1.0 / self.cfg.status_rate_hz, self._publish_status)
 
         self._thread = threading.Thread(target=self._loop, name="sim", daemon=True)

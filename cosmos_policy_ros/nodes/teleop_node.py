@@ -1,9 +1,11 @@
 """Scripted teleoperator: plays the leader arms from the sim's demonstrator and drives the followers.
 
-Per episode: reset the sim (/sim/reset, task + seed), plan on a private world, squeeze both leader
-grippers (the recorder's auto-record starts the episode; or call /recorder/episode start), stream
-leader joint states and follower commands at 50 Hz, then stop the episode labelled from /sim/status
-(success when the task's final stage was reached). Logic: cosmos_policy_ros.data.scripted_operator.
+Per episode: reset the sim (topics.SIM_RESET, task + seed), plan on a private world, squeeze both
+leader grippers (the recorder's auto-record starts the episode; or call the recorder's episode
+service, start), stream leader joint states and follower commands at 50 Hz, then stop the episode
+labelled from topics.SIM_STATUS (success when the task's final stage was reached).
+Logic: cosmos_policy_ros.data.scripted_operator. Parameters episodes, seed, steps and start_mode
+override config/teleop.yaml when set.
 """
 from __future__ import annotations
 
@@ -21,9 +23,11 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
 from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros import topics
+from cosmos_policy_ros.data.recording_config import RecordSettings
 from cosmos_policy_ros.data.scripted_operator import ScriptedOperator
 from cosmos_policy_ros.msg import EpisodeEvent
-from cosmos_policy_ros.nodes.common import declare, run_node
+from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types, run_node
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.srv import EpisodeCommand, ResetEpisode
 
@@ -50,11 +54,7 @@ class TeleopConfig:
 class TeleopNode(Node):
     def __init__(self):
         super().__init__("scripted_teleop")
-        overrides = {}
-        for key, default in (("episodes", -1), ("seed", -1), ("steps", -1), ("start_mode", "")):
-            value = declare(self, key, default)
-            if value not in (-1, ""):
-                overrides[key] = value
+        overrides = config_overrides(self, field_types(TeleopConfig, "episodes", "seed", "steps", "start_mode"))
         self.cfg = cfg.load(TeleopConfig, declare(self, "config", "teleop.yaml"), overrides)
         self.robot = AlohaRobot.from_yaml(declare(self, "robot_config", "robot/aloha_interbotix.yaml"))
         self.task = declare(self, "task", "transfer_cube")
@@ -64,15 +64,16 @@ class TeleopNode(Node):
                             for s in arms}
         self.group_pubs = {s: self.create_publisher(JointGroupCommand, self.robot.follower_topic(s, "joint_group"), 100)
                            for s in arms}
-        self.single_pubs = {s: self.create_publisher(JointSingleCommand, self.robot.follower_topic(s, "joint_single"), 100)
-                            for s in arms}
-        self.reset_client = self.create_client(ResetEpisode, "/sim/reset")
-        self.episode_client = self.create_client(EpisodeCommand, "/recorder/episode")
+        self.single_pubs = {s: self.create_publisher(JointSingleCommand, self.robot.follower_topic(s, "joint_single"),
+                                                     100) for s in arms}
+        self.reset_client = self.create_client(ResetEpisode, topics.SIM_RESET)
+        recorder = RecordSettings()  # the recorder's service and marker topic, as it names them by default
+        self.episode_client = self.create_client(EpisodeCommand, recorder.service)
         self.sim_status: dict = {}
-        self.create_subscription(String, "/sim/status", self._on_status,
+        self.create_subscription(String, topics.SIM_STATUS, self._on_status,
                                  QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self._started_index: int | None = None
-        self.create_subscription(EpisodeEvent, "/cosmos/episode_event", self._on_event, 10)
+        self.create_subscription(EpisodeEvent, recorder.event_topic, self._on_event, 10)
 
         self.state = "wait"
         self.episode = 0

@@ -7,6 +7,7 @@ naming the file and key (cosmos_policy_ros.config).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from cosmos_policy_ros import config as cfg
@@ -14,6 +15,7 @@ from cosmos_policy_ros.robot.motion import MotionConfig
 from cosmos_policy_ros.robot.safety import SafetyConfig
 from cosmos_policy_ros.robot.scheduler import SchedulerConfig
 from cosmos_policy_ros.robot.watchdog import WatchdogConfig
+from cosmos_policy_ros.topics import refuse_topics_section
 
 
 @dataclass
@@ -38,15 +40,6 @@ class DynamixelConfig:
 
 
 @dataclass
-class TopicsConfig:
-    action_chunk: str = "/cosmos/action_chunk"
-    estop: str = "/cosmos/estop"
-    status: str = "/cosmos/executor/status"
-    chunk_request: str = "/cosmos/chunk_request"
-    service_prefix: str = "/cosmos/executor"
-
-
-@dataclass
 class ExecutorConfig:
     rate_hz: float = 50.0
     loop_priority: int = 0  # >0: SCHED_FIFO priority of the loop thread (robot PC with rtprio); 0 = normal
@@ -54,7 +47,6 @@ class ExecutorConfig:
     backend: Literal["interbotix", "dynamixel", "sim"] = "interbotix"
     robot_config: str = "robot/aloha_interbotix.yaml"
     autostart: bool = False
-    topics: TopicsConfig = field(default_factory=TopicsConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
@@ -72,5 +64,7 @@ class ExecutorConfig:
             part.validate()
 
 
-def load_executor_config(path="executor.yaml", overrides: dict | None = None) -> ExecutorConfig:
+def load_executor_config(path: str | Path = "executor.yaml", overrides: dict | None = None) -> ExecutorConfig:
+    """Load config/executor.yaml (or ``path``); ``overrides`` replace top-level keys (node parameters)."""
+    refuse_topics_section(path)
     return cfg.load(ExecutorConfig, path, overrides)

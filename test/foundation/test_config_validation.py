@@ -28,7 +28,8 @@ def _robot_variant(tmp_path: Path, edit) -> Path:
     (lambda d: d["joint_limits"].__setitem__("waist", [1.0, -1.0]), "joint_limits.waist", "must be below upper"),
     (lambda d: d["joint_limits"].pop("wrist_angle"), "joint_limits.wrist_angle", "required key is missing"),
     (lambda d: d["gripper"].pop("follower_joint_open"), "gripper.follower_joint_open", "required key is missing"),
-    (lambda d: d["gripper"].__setitem__("follower_joint_open", "wide"), "gripper.follower_joint_open", "expected a number"),
+    (lambda d: d["gripper"].__setitem__("follower_joint_open", "wide"), "gripper.follower_joint_open",
+     "expected a number"),
     (lambda d: d.__setitem__("velocity_limt", 3.0), "velocity_limt", "unknown key"),
     (lambda d: d["poses"].__setitem__("start", [0, 0, 9, 0, 0, 0]), "poses.start", "outside joint_limits.elbow"),
     (lambda d: d.__setitem__("arms", ["right", "left"]), "arms", "must be [left, right]"),
@@ -66,7 +67,8 @@ def test_camera_and_graph_configs_validate(tmp_path):
     with pytest.raises(ConfigError, match=r"cameras.a.role: expected one of \['primary', 'wrist', 'secondary'\]"):
         load_cameras(cams)
     g = tmp_path / "graph.yaml"
-    g.write_text("arguments: {}\nnodes: {n: {executable: e, module: m, name: n, parameters: {x: $(arg nope)}}}\nmodes: {}\n")
+    g.write_text("arguments: {}\nnodes: {n: {executable: e, module: m, name: n, parameters: {x: $(arg nope)}}}\n"
+                 "modes: {}\n")
     with pytest.raises(ConfigError, match=r"nodes.n.parameters.x: unknown argument \$\(arg nope\)"):
         load_graph(g)
     g.write_text("arguments: {}\nnodes: {}\nmodes: {m: [ghost]}\n")
@@ -81,3 +83,23 @@ def test_shipped_configs_load():
     assert ros1.config.gripper.follower_joint_close != robot.config.gripper.follower_joint_close
     assert load_cameras().topic("cam_high") == "/cam_high/camera/color/image_rect_raw"
     assert set(load_graph().modes) == {"direct", "planning", "sim", "record"}
+
+
+@pytest.mark.parametrize("name, load", [
+    ("executor.yaml", "cosmos_policy_ros.robot.executor_config:load_executor_config"),
+    ("policy.yaml", "cosmos_policy_ros.deploy.policy_config:load_policy_config"),
+    ("planner.yaml", "cosmos_policy_ros.deploy.planner_config:load_planner_config"),
+])
+def test_a_topics_section_says_in_one_line_that_topics_are_remapped_now(tmp_path, name, load):
+    import importlib
+
+    module, func = load.split(":")
+    loader = getattr(importlib.import_module(module), func)
+    loader(name)  # the shipped file loads
+    old = tmp_path / name
+    old.write_text(config_path(name).read_text() + "topics:\n  action_chunk: /lab/chunk\n")
+    with pytest.raises(ConfigError) as info:
+        loader(old)
+    msg = str(info.value)
+    assert msg.startswith(f"{old}: topics: ") and "remapp" in msg and "config/graph.yaml" in msg, msg
+    assert "\n" not in msg

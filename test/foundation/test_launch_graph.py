@@ -121,3 +121,29 @@ def test_every_graph_node_module_exists_and_has_main():
     for key, node in graph_mod.load_graph().nodes.items():
         mod = importlib.import_module(node.module)
         assert callable(getattr(mod, "main", None)), f"{key}: {node.module} has no main()"
+
+
+def test_a_remapping_in_the_graph_reaches_the_node_ros_args(tmp_path):
+    """Topic names are fixed in code (topics.py) and renamed here: the remap must reach the node's command line."""
+    from cosmos_policy_ros import topics
+
+    g = tmp_path / "graph.yaml"
+    g.write_text(
+        "arguments: {lab: {default: lab1}}\n"
+        "nodes:\n"
+        "  executor:\n"
+        "    executable: executor_node\n"
+        "    module: cosmos_policy_ros.nodes.executor_node\n"
+        "    name: executor\n"
+        f"    remappings: {{{topics.ACTION_CHUNK}: /$(arg lab)/chunk, {topics.ESTOP}: /lab/estop}}\n"
+        "modes: {direct: [executor]}\n")
+    graph = graph_mod.load_graph(g)
+    (spec,) = graph_mod.resolve("direct", {"lab": "cell7"}, graph)
+    args = spec.ros_args()
+    assert args[0] == "--ros-args"
+    remaps = [args[i + 1] for i, a in enumerate(args) if a == "-r"]
+    assert remaps == ["__node:=executor", f"{topics.ACTION_CHUNK}:=/cell7/chunk", f"{topics.ESTOP}:=/lab/estop"]
+    g.write_text(g.read_text().replace("$(arg lab)", "$(arg cell)"))
+    with pytest.raises(graph_mod.cfg.ConfigError, match=r"nodes.executor.remappings./cosmos/action_chunk: "
+                                                        r"unknown argument \$\(arg cell\)"):
+        graph_mod.load_graph(g)

@@ -3,7 +3,6 @@
 executor holds."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import time
 
 import numpy as np
 import pytest
+
+from cosmos_policy_ros import topics
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -45,13 +46,13 @@ def bundle(tmp_path_factory):
 
 def test_policy_drives_sim_through_executor_and_dead_camera_pauses(bundle, ros_context):
     import rclpy
+    from helpers import spin_until
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import String
 
     from cosmos_policy_ros.msg import ActionChunk, ExecutorStatus
-    from helpers import spin_until
 
     procs = {
         # the sim renders two of the model's cameras; this test publishes the third (cam_high) itself
@@ -64,11 +65,12 @@ def test_policy_drives_sim_through_executor_and_dead_camera_pauses(bundle, ros_c
     }
     node = rclpy.create_node("e2e_test", context=ros_context)
     chunks, states, status, policy_status, wrist = [], [], [], [], []
-    node.create_subscription(ActionChunk, "/cosmos/action_chunk", chunks.append, 10)
+    node.create_subscription(ActionChunk, topics.ACTION_CHUNK, chunks.append, 10)
     node.create_subscription(JointState, "/follower_left/joint_states", states.append, qos_profile_sensor_data)
-    node.create_subscription(ExecutorStatus, "/cosmos/executor/status", status.append, 10)
-    node.create_subscription(String, "/cosmos/policy/status", lambda m: policy_status.append(m.data), 10)
-    node.create_subscription(Image, "/cam_left_wrist/camera/color/image_rect_raw", wrist.append, qos_profile_sensor_data)
+    node.create_subscription(ExecutorStatus, topics.EXECUTOR_STATUS, status.append, 10)
+    node.create_subscription(String, topics.POLICY_STATUS, lambda m: policy_status.append(m.data), 10)
+    node.create_subscription(Image, "/cam_left_wrist/camera/color/image_rect_raw", wrist.append,
+                             qos_profile_sensor_data)
     cam_high = node.create_publisher(Image, "/cam_high/camera/color/image_rect_raw", 2)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
@@ -130,7 +132,8 @@ def test_policy_drives_sim_through_executor_and_dead_camera_pauses(bundle, ros_c
         # real time); it never moves away from it
         before = np.abs(held - held_cmd[:6]).max()
         after = np.abs(np.array(states[-1].position[:6]) - held_cmd[:6]).max()
-        assert after <= max(0.05, before + 0.01), f"arm moved away from the held command ({before:.3f} -> {after:.3f} rad)"
+        assert after <= max(0.05, before + 0.01), \
+            f"arm moved away from the held command ({before:.3f} -> {after:.3f} rad)"
     finally:
         node.destroy_node()
         outs = _stop(procs)

@@ -25,6 +25,7 @@ from std_msgs.msg import Bool, Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectoryPoint  # noqa: E402
 
+from cosmos_policy_ros import topics  # noqa: E402
 from cosmos_policy_ros.msg import ActionChunk, ExecutorStatus  # noqa: E402
 from cosmos_policy_ros.robot.aloha import AlohaRobot  # noqa: E402
 from cosmos_policy_ros.ros_env import local_ros_env  # noqa: E402
@@ -76,10 +77,10 @@ def test_chunks_in_50hz_commands_out(ros_context, executor_proc):
                                  lambda m, s=side: got[s]["single"].append((time.monotonic(), m)), 100)
     js_pubs = [node.create_publisher(JointState, ROBOT.follower_topic(s, "joint_states"), qos_profile_sensor_data)
                for s in ("left", "right")]
-    chunk_pub = node.create_publisher(ActionChunk, "/cosmos/action_chunk", 10)
-    estop_pub = node.create_publisher(Bool, "/cosmos/estop", 10)
+    chunk_pub = node.create_publisher(ActionChunk, topics.ACTION_CHUNK, 10)
+    estop_pub = node.create_publisher(Bool, topics.ESTOP, 10)
     statuses, requests = [], []
-    node.create_subscription(ExecutorStatus, "/cosmos/executor/status", statuses.append, 10)
+    node.create_subscription(ExecutorStatus, topics.EXECUTOR_STATUS, statuses.append, 10)
     seq = [0]
 
     def on_request(h: Header):  # a zero-latency "policy": answer every request with a fresh chunk
@@ -87,7 +88,7 @@ def test_chunks_in_50hz_commands_out(ros_context, executor_proc):
         seq[0] += 1
         chunk_pub.publish(make_chunk(node, seq[0]))
 
-    node.create_subscription(Header, "/cosmos/chunk_request", on_request, 10)
+    node.create_subscription(Header, topics.CHUNK_REQUEST, on_request, 10)
     finger = float(ROBOT.normalized_to_follower_finger(0.5))
 
     def publish_joint_states():
@@ -98,7 +99,7 @@ def test_chunks_in_50hz_commands_out(ros_context, executor_proc):
             pub.publish(msg)
 
     node.create_timer(0.01, publish_joint_states)
-    start_cli = node.create_client(Trigger, "/cosmos/executor/start")
+    start_cli = node.create_client(Trigger, f"{topics.EXECUTOR_SERVICES}/start")
     assert spin_until(ex, lambda: start_cli.service_is_ready(), timeout=20), "executor services never appeared"
     spin_until(ex, lambda: False, timeout=0.3)  # joint states reach the executor
     fut = start_cli.call_async(Trigger.Request())
@@ -162,3 +163,22 @@ def test_chunks_in_50hz_commands_out(ros_context, executor_proc):
     assert "trajectory.joint_names do not match" in out
     assert "E-STOP" in out
     assert "Traceback" not in out
+
+
+
+@pytest.mark.parametrize("param, words", [
+    ("chunk_mode:=fly", "parameter chunk_mode: expected one of ['open_loop', 'temporal_ensemble', 'blend', "
+                        "'synchronous'], got 'fly'"),
+    ("config:={old}", "topics: topic names are no longer set in config files"),
+])
+def test_a_bad_parameter_or_config_is_one_error_line_and_exit_1(tmp_path, param, words):
+    """The executor starts and fails through run_node like every node (it used to exit 2 from its own main)."""
+    old = tmp_path / "executor.yaml"
+    old.write_text("topics:\n  action_chunk: /lab/chunk\n")
+    cmd = [sys.executable, "-m", "cosmos_policy_ros.nodes.executor_node", "--ros-args", "-p", param.format(old=old)]
+    proc = subprocess.run(cmd, env=local_ros_env(int(os.environ["ROS_DOMAIN_ID"])), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("[cosmos_executor] error: ")]
+    assert len(errors) == 1 and words in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr

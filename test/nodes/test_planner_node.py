@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
+from cosmos_policy_ros import topics
+
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
@@ -48,8 +50,8 @@ def _collect(ros_context, proc, want: int, timeout: float = 180):
 
     node = rclpy.create_node("planner_listener", context=ros_context)
     plans, chunks = [], []
-    node.create_subscription(PlanResult, "/cosmos/plan_result", plans.append, 10)
-    node.create_subscription(ActionChunk, "/cosmos/action_chunk", chunks.append, 10)
+    node.create_subscription(PlanResult, topics.PLAN_RESULT, plans.append, 10)
+    node.create_subscription(ActionChunk, topics.ACTION_CHUNK, chunks.append, 10)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     end = time.monotonic() + timeout
@@ -84,9 +86,11 @@ def test_planner_scores_candidates_and_executes_the_best(setup, ros_context):
         assert p.chosen.source == "planner" and len(p.chosen.trajectory.points) == 50
         assert p.world_model_latency_s > 0 and p.value_latency_s > 0
     by_seq = {c.sequence: c for c in chunks}
-    p = plans[-1]
-    assert p.sequence in by_seq
-    assert [pt.positions for pt in by_seq[p.sequence].trajectory.points] == [pt.positions for pt in p.chosen.trajectory.points]
+    # DDS does not order two topics: the newest plan may arrive before its chunk at the end of the window
+    p = next((p for p in reversed(plans) if p.sequence in by_seq), None)
+    assert p is not None, (sorted(by_seq), [q.sequence for q in plans])
+    published = by_seq[p.sequence].trajectory.points
+    assert [pt.positions for pt in published] == [pt.positions for pt in p.chosen.trajectory.points]
 
 
 def test_planner_falls_back_to_direct_policy_when_late(setup, ros_context):

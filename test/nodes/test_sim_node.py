@@ -10,6 +10,8 @@ import time
 import numpy as np
 import pytest
 
+from cosmos_policy_ros import topics
+
 pytestmark = pytest.mark.ros
 
 CAMS = ["cam_high", "cam_left_wrist", "cam_right_wrist", "cam_low"]
@@ -33,6 +35,7 @@ def sim_process():
 
 def test_sim_node_topics_commands_and_bad_input(sim_process, ros_context):
     import rclpy
+    from helpers import spin_until
     from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
@@ -41,7 +44,6 @@ def test_sim_node_topics_commands_and_bad_input(sim_process, ros_context):
 
     from cosmos_policy_ros.perception.image_codec import image_to_rgb
     from cosmos_policy_ros.srv import ResetEpisode
-    from helpers import spin_until
 
     node = rclpy.create_node("sim_test_client", context=ros_context)
     images, states, status = {}, {"left": [], "right": []}, []
@@ -50,17 +52,18 @@ def test_sim_node_topics_commands_and_bad_input(sim_process, ros_context):
                                  lambda m, c=cam: images.setdefault(c, []).append(m), qos_profile_sensor_data)
     for side in states:
         node.create_subscription(JointState, f"/follower_{side}/joint_states", states[side].append, 10)
-    node.create_subscription(String, "/sim/status", lambda m: status.append(json.loads(m.data)),
+    node.create_subscription(String, topics.SIM_STATUS, lambda m: status.append(json.loads(m.data)),
                              QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     group = node.create_publisher(JointGroupCommand, "/follower_left/commands/joint_group", 10)
     single = node.create_publisher(JointSingleCommand, "/follower_left/commands/joint_single", 10)
-    reset = node.create_client(ResetEpisode, "/sim/reset")
+    reset = node.create_client(ResetEpisode, topics.SIM_RESET)
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     try:
         assert spin_until(ex, lambda: all(len(images.get(c, [])) >= 2 for c in CAMS)
                           and all(len(v) >= 5 for v in states.values()), timeout=60), \
-            f"missing streams: images {({c: len(v) for c, v in images.items()})}, states {({s: len(v) for s, v in states.items()})}"
+            f"missing streams: images {({c: len(v) for c, v in images.items()})}, " \
+            f"states {({s: len(v) for s, v in states.items()})}"
         js = states["left"][-1]
         assert list(js.name) == ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate",
                                  "gripper", "left_finger", "right_finger"]
@@ -107,8 +110,8 @@ def test_sim_node_topics_commands_and_bad_input(sim_process, ros_context):
 
 
 def _sim(*params):
-    args = [sys.executable, "-m", "cosmos_policy_ros.nodes.sim_node", "--ros-args", "-p", "width:=64", "-p", "height:=48",
-            "-p", "cameras:=cam_high"]
+    args = [sys.executable, "-m", "cosmos_policy_ros.nodes.sim_node", "--ros-args", "-p", "width:=64",
+            "-p", "height:=48", "-p", "cameras:=cam_high"]
     for p in params:
         args += ["-p", p]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
@@ -118,17 +121,17 @@ def _sim(*params):
 def test_sim_time_modes_publish_clock(mode, ros_context):
     """fast: /clock runs ahead of wall time; lockstep: the sim advances with complete command sets."""
     import rclpy
+    from helpers import spin_until
     from interbotix_xs_msgs.msg import JointGroupCommand
     from rclpy.executors import SingleThreadedExecutor
     from rosgraph_msgs.msg import Clock
-
-    from helpers import spin_until
 
     proc = _sim(f"time_mode:={mode}", "camera_rate_hz:=5.0")
     node = rclpy.create_node(f"clock_listener_{mode}", context=ros_context)
     clocks = []
     node.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock.sec + m.clock.nanosec * 1e-9), 10)
-    pubs = {s: node.create_publisher(JointGroupCommand, f"/follower_{s}/commands/joint_group", 10) for s in ("left", "right")}
+    pubs = {s: node.create_publisher(JointGroupCommand, f"/follower_{s}/commands/joint_group", 10)
+            for s in ("left", "right")}
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     try:

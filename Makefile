@@ -6,7 +6,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export MUJOCO_GL ?= egl
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench checkpoint clean
+.PHONY: setup demo test test-fast lint bench checkpoint clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -14,11 +14,15 @@ setup:
 demo: setup
 	$(VENV)/bin/cosmos-aloha demo
 
-test: setup
+test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup lint
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# ruff (pyproject.toml): line length 120, import order, unused names
+lint: setup
+	$(VENV)/bin/ruff check .
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

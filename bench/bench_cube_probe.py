@@ -76,7 +76,8 @@ def main() -> int:
     for n in ns.train:
         if n > test.start:
             continue
-        print(f"{n:>12} | {ridge_error(latents, xy, n, test) * 100:>10.2f} | {ridge_error(pixels, xy, n, test) * 100:>10.2f}")
+        print(f"{n:>12} | {ridge_error(latents, xy, n, test) * 100:>10.2f} | "
+              f"{ridge_error(pixels, xy, n, test) * 100:>10.2f}")
     return 0
 
 

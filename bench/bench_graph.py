@@ -130,7 +130,8 @@ def main() -> None:
     p50i, p50g = np.median(proc_t), np.median(graph_t)
     print(f"model config {a.config}, {os.cpu_count()} CPUs")
     print(f"in-process engine.act      p50 {p50i * 1000:7.1f} ms  (n={len(proc_t)})")
-    print(f"through the ROS graph      p50 {p50g * 1000:7.1f} ms  (observation stamp -> chunk published, n={len(graph_t)})")
+    print(f"through the ROS graph      p50 {p50g * 1000:7.1f} ms  "
+          f"(observation stamp -> chunk published, n={len(graph_t)})")
     print(f"ROS overhead               {(p50g - p50i) * 1000:7.1f} ms, ratio {p50g / p50i:.2f}")
     n, k, m = (int(x) for x in a.plan.split(","))
     batched, sequential = planning(engine, n, k, m)

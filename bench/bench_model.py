@@ -57,7 +57,8 @@ def bench_chunk(name: str, repeats: int, decode: bool) -> None:
         t3 = time.perf_counter()
         if r:
             enc.append(t1 - t0), gen.append(t2 - t1), dec.append(t3 - t2)
-    med = lambda v: sorted(v)[len(v) // 2]
+    def med(v):
+        return sorted(v)[len(v) // 2]
     S = cfg.layout.image_size
     tokens = lay.num_frames * (S // cfg.vae.spatial_factor // cfg.dit.patch_spatial) ** 2
     print(f"{name:>12}: DiT {param_count(model.net) / 1e6:8.3f} M, VAE {param_count(model.vae) / 1e6:7.3f} M, "

@@ -190,7 +190,8 @@ def main() -> int:
     print(f"  recorded {live['images_recorded']}/{live['images_published']} images "
           f"({live['images_per_s']:.1f} images/s; publisher reached {live['publish_rate_hz_per_cam']:.1f} Hz/cam), "
           f"{live['MB_per_s']:.1f} MB/s to disk, dropped {live['dropped']} messages, "
-          f"recorder CPU {live['recorder_cpu_percent_of_one_core']:.0f}% of a core (load average {live['load_average']:.1f})")
+          f"recorder CPU {live['recorder_cpu_percent_of_one_core']:.0f}% of a core "
+          f"(load average {live['load_average']:.1f})")
     for t, v in live["per_topic"].items():
         print(f"    {t:45s} published {v['published']:5d}  recorded {v['recorded']:5d}")
     return 0

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from cosmos_policy_ros.config import ConfigError, share_dir
 
@@ -43,7 +43,8 @@ def find_msg_file(package: str, name: str) -> Path:
     for c in candidates:
         if c.is_file():
             return c
-    raise ConfigError(f"message definition {package}/msg/{name} not found (looked in {', '.join(map(str, candidates))})")
+    raise ConfigError(f"message definition {package}/msg/{name} not found "
+                      f"(looked in {', '.join(map(str, candidates))})")
 
 
 @functools.lru_cache(maxsize=1)

@@ -88,7 +88,8 @@ class RecorderConfig:
             raise cfg.ConfigError(f"convert.value_gamma: expected 0 < gamma <= 1, got {c.value_gamma}")
 
 
-def load_recorder_config(path: str | Path = DEFAULT_RECORDER_CONFIG, record_overrides: dict | None = None) -> RecorderConfig:
+def load_recorder_config(path: str | Path = DEFAULT_RECORDER_CONFIG,
+                         record_overrides: dict | None = None) -> RecorderConfig:
     """Load the YAML; ``record_overrides`` (node parameters) replace keys of its record section."""
     data = cfg.read_yaml(path)
     if record_overrides:

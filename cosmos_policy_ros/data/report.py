@@ -42,7 +42,8 @@ def hdf5_summary(path: str | Path) -> dict:
                 "actions": str(f.attrs.get("action_source", ""))}
 
 
-SUMMARY_COLUMNS = ["file", "episode", "kind", "task", "outcome", "value", "steps", "seconds", "cameras", "image", "actions"]
+SUMMARY_COLUMNS = ["file", "episode", "kind", "task", "outcome", "value", "steps", "seconds", "cameras", "image",
+                   "actions"]
 
 
 def plot_episode(path: str | Path, png: str | Path) -> Path:
@@ -56,7 +57,8 @@ def plot_episode(path: str | Path, png: str | Path) -> Path:
     with h5py.File(path, "r") as f:
         qpos, act = f["observations/qpos"][()], f["action"][()]
         rate = float(f.attrs.get("rate_hz", 50.0))
-        title = f"{Path(path).name}: {f.attrs.get('task', '')} {f.attrs.get('kind', '')} {f.attrs.get('outcome', '') or 'unlabelled'}"
+        title = (f"{Path(path).name}: {f.attrs.get('task', '')} {f.attrs.get('kind', '')} "
+                 f"{f.attrs.get('outcome', '') or 'unlabelled'}")
     t = np.arange(len(qpos)) / rate
     fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 
 from .engine import PolicyEngine, PreparedState
 from .value import aggregate_values

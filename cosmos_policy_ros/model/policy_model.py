@@ -79,6 +79,7 @@ class CosmosPolicyModel(nn.Module):
         sd = {k: v.detach().contiguous() for k, v in sd.items()}
         if path.suffix == ".safetensors":
             import json
+
             from safetensors.torch import save_file
             save_file(sd, str(path), metadata={"config": json.dumps(config_to_dict(self.cfg))})
         else:

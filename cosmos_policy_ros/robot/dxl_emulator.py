@@ -274,7 +274,8 @@ class DxlBusEmulator:
         dxl_id, inst, p = packet
         with self._lock:
             if inst == INST_PING:
-                targets = self.motors.values() if dxl_id == BROADCAST else [m for m in self.motors.values() if m.id == dxl_id]
+                targets = (self.motors.values() if dxl_id == BROADCAST
+                           else [m for m in self.motors.values() if m.id == dxl_id])
                 return b"".join(status_packet(m.id, 0, m.table[0:2] + bytes([m.table[6]])) for m in targets)
             if inst == INST_READ:
                 m = self._by_id(dxl_id)

@@ -71,7 +71,8 @@ def load_demo_config(path=DEFAULT_DEMO_CONFIG) -> tuple[dict[str, dict[str, list
             raise cfg.ConfigError(f"{src}: {task}: needs waypoint lists for left and right")
         plans[task] = {}
         for side in SIDES:
-            wps = [cfg.from_dict(Waypoint, w, source=src, prefix=f"{task}.{side}[{i}]") for i, w in enumerate(arms[side])]
+            wps = [cfg.from_dict(Waypoint, w, source=src, prefix=f"{task}.{side}[{i}]")
+                   for i, w in enumerate(arms[side])]
             if not wps or wps[0].anchor != "start" or wps[0].t != 0:
                 raise cfg.ConfigError(f"{src}: {task}.{side}[0]: the first waypoint must be {{t: 0, anchor: start}}")
             if any(b.t <= a.t for a, b in zip(wps, wps[1:])):
@@ -87,7 +88,8 @@ class ScriptedDemonstrator:
         plans, ik = load_demo_config(config_path)
         unknown = set(ik.posture) - set(ARM_JOINTS)
         if unknown:
-            raise cfg.ConfigError(f"{config_path}: ik.posture: unknown joints {sorted(unknown)}; have {list(ARM_JOINTS)}")
+            raise cfg.ConfigError(f"{config_path}: ik.posture: unknown joints {sorted(unknown)}; "
+                                  f"have {list(ARM_JOINTS)}")
         posture = {ARM_JOINTS.index(j): float(v) for j, v in ik.posture.items()}
         if task not in plans:
             raise ValueError(f"no demonstrator plan for task {task!r}; have {sorted(plans)}")
@@ -133,7 +135,8 @@ class ScriptedDemonstrator:
         elif wp.anchor in objects:
             pos = np.asarray(objects[wp.anchor][:3], float) + off
         else:
-            raise ValueError(f"waypoint anchor {wp.anchor!r} is neither previous/current/world nor an object {sorted(objects)}")
+            raise ValueError(f"waypoint anchor {wp.anchor!r} is neither previous/current/world "
+                             f"nor an object {sorted(objects)}")
         if wp.carry is not None:
             site = self.ik[side].forward(qpos14[7 * i:7 * i + 6])[0]
             pos = pos - (np.asarray(objects[wp.carry][:3], float) - site)

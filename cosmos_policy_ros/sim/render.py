@@ -52,7 +52,8 @@ class CameraRenderer:
         r = self._renderers.get(key)
         if r is None:
             if os.environ.get("MUJOCO_GL", "").lower() in ("disable", "disabled", "off", "false", "0"):
-                raise RenderUnavailableError("no headless GL backend (tried egl, osmesa): apt-get install libegl1 or libosmesa6")
+                raise RenderUnavailableError("no headless GL backend (tried egl, osmesa): "
+                                             "apt-get install libegl1 or libosmesa6")
             try:
                 r = mujoco.Renderer(self.model, height=height, width=width)
             except Exception as exc:  # GL errors come in many types

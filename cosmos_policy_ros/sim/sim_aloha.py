@@ -18,7 +18,7 @@ from cosmos_policy_ros.robot.aloha import DEFAULT_ROBOT_CONFIG, AlohaRobot
 from cosmos_policy_ros.sim import world as world_mod
 from cosmos_policy_ros.sim.gripper import SimGripperUnits
 from cosmos_policy_ros.sim.render import CameraRenderer
-from cosmos_policy_ros.sim.tasks import MAX_STAGE, TASKS, Task, make_task
+from cosmos_policy_ros.sim.tasks import MAX_STAGE, TASKS, make_task
 from cosmos_policy_ros.sim.world_config import (
     DEFAULT_TASKS_CONFIG,
     DEFAULT_WORLD_CONFIG,
@@ -256,7 +256,8 @@ class SimAloha:
             vel = np.concatenate([d.qvel[self._arm_dadr[side]], [g_vel, 0.0, 0.0]])
             e = self.wc.effort
             arm_ma = 1000.0 * d.actuator_force[self._arm_act[side]] / np.asarray(e.torque_constant_nm_per_a)
-            grip_ma = 1000.0 * d.actuator_force[self._finger_act[side][0]] * e.gripper_horn_radius_m / e.gripper_torque_constant_nm_per_a
+            grip_ma = (1000.0 * d.actuator_force[self._finger_act[side][0]] * e.gripper_horn_radius_m
+                       / e.gripper_torque_constant_nm_per_a)
             eff = np.concatenate([arm_ma, [grip_ma, 0.0, 0.0]])
         return JointStateSample(self.robot.driver_joint_names, pos.astype(float), vel.astype(float), eff.astype(float))
 

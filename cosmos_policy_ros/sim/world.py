@@ -40,7 +40,8 @@ def xyaxes_to_quat(xyaxes) -> np.ndarray:
     return q
 
 
-def build_spec(task: str, wc: WorldConfig, max_width: int | None = None, max_height: int | None = None) -> mujoco.MjSpec:
+def build_spec(task: str, wc: WorldConfig, max_width: int | None = None,
+               max_height: int | None = None) -> mujoco.MjSpec:
     if task not in wc.scenes:
         raise ValueError(f"unknown task {task!r}; known: {sorted(wc.scenes)}")
     spec = mujoco.MjSpec.from_file(str(gym_aloha_assets_dir() / wc.scenes[task]))
@@ -74,6 +75,7 @@ def build_spec(task: str, wc: WorldConfig, max_width: int | None = None, max_hei
     return spec
 
 
-def build_model(task: str, wc: WorldConfig, max_width: int | None = None, max_height: int | None = None) -> mujoco.MjModel:
+def build_model(task: str, wc: WorldConfig, max_width: int | None = None,
+                max_height: int | None = None) -> mujoco.MjModel:
     """Compile the task's world; raises ValueError for an unknown task or a bad camera parent."""
     return build_spec(task, wc, max_width, max_height).compile()

@@ -144,12 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cosmos-aloha train", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="config/train/<recipe>.yaml (fresh run)")
     p.add_argument("--data", nargs="+", help="directories of ALOHA HDF5 episodes (fresh run), e.g. demos and rollouts")
-    p.add_argument("--init-from", metavar="BUNDLE", help="start from this bundle/checkpoint's weights, VAE and statistics")
+    p.add_argument("--init-from", metavar="BUNDLE",
+                   help="start from this bundle/checkpoint's weights, VAE and statistics")
     p.add_argument("--run", required=True, help="run directory (dataset cache, checkpoints, loss.png)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, help="override train.steps")
     p.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this much training time")
-    p.add_argument("--stop-at", type=int, help="stop (with a checkpoint) at this step; the LR schedule still spans train.steps")
+    p.add_argument("--stop-at", type=int,
+                   help="stop (with a checkpoint) at this step; the LR schedule still spans train.steps")
     p.add_argument("--max-episodes", type=int)
     p.add_argument("--device")
     p.add_argument("--export", metavar="OUT_DIR", help="export the latest checkpoint as an inference bundle")

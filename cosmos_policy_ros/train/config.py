@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-
 from cosmos_policy_ros.config import read_yaml
 from cosmos_policy_ros.model.config import ConfigError, ModelConfig, load_model_config, model_config_from_dict
 

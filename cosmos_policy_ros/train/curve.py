@@ -48,15 +48,21 @@ def plot_curve(points: list[dict], path: str | Path, marks: list[tuple[float, st
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.fill_between(x, lo, hi, alpha=0.2, label="95 % Wilson CI")
     ax.plot(x, y, "o-", label="success rate")
-    ax.set_xlabel("training time (min, 1 CPU thread)"); ax.set_ylabel("success %"); ax.set_ylim(-2, 102)
-    ax2 = ax.twinx(); ax2.plot(x, st, "s--", color="gray", label="mean max stage"); ax2.set_ylim(0, 4)
+    ax.set_xlabel("training time (min, 1 CPU thread)")
+    ax.set_ylabel("success %")
+    ax.set_ylim(-2, 102)
+    ax2 = ax.twinx()
+    ax2.plot(x, st, "s--", color="gray", label="mean max stage")
+    ax2.set_ylim(0, 4)
     ax2.set_ylabel("mean max stage (0-4)")
     ax.set_title(f"transfer-cube, {points[-1]['n']} seeded episodes per point")
     for minute, label in marks:
         ax.axvline(minute, color="k", lw=0.8, ls=":")
         ax.text(minute, 95, " " + label, fontsize=8, va="top")
     ax.legend(loc="upper left")
-    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,11 +14,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from cosmos_policy_ros.data.aloha_hdf5 import EpisodeData
 from cosmos_policy_ros.inference.normalization import DatasetStats
 from cosmos_policy_ros.model import layout as L
 from cosmos_policy_ros.model.layout import LatentLayout, Query
 
-from cosmos_policy_ros.data.aloha_hdf5 import EpisodeData
 from .value_targets import episode_returns, terminal_reward
 
 KINDS = (Query.POLICY, Query.WORLD, Query.VALUE)

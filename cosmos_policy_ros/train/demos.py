@@ -49,7 +49,8 @@ def generate_demos(out_dir: str | Path, n: int, *, task: str = "transfer_cube", 
     finally:
         sim.close()
     eps = [read_episode(out / w) for w in written]
-    write_statistics(out / "dataset_statistics.json", compute_statistics([e.actions for e in eps], [e.qpos for e in eps]))
+    write_statistics(out / "dataset_statistics.json",
+                     compute_statistics([e.actions for e in eps], [e.qpos for e in eps]))
     info = {"task": task, "episodes": written, "failed_seeds": skipped, "cameras": list(cameras), "size": size,
             "instruction": INSTRUCTIONS.get(task, task), "seconds": round(time.time() - t0, 1)}
     (out / "demos.json").write_text(json.dumps(info, indent=1))

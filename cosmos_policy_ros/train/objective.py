@@ -40,7 +40,8 @@ def diagnostics(pred: torch.Tensor, x0: torch.Tensor, kinds: torch.Tensor, per_s
     if pol.any():
         out["action_l1"] = float((L.read_actions(pred[pol], layout) - L.read_actions(x0[pol], layout)).abs().mean())
     if wor.any():
-        out["future_proprio_l1"] = float((L.read_proprio(pred[wor], layout) - L.read_proprio(x0[wor], layout)).abs().mean())
+        out["future_proprio_l1"] = float(
+            (L.read_proprio(pred[wor], layout) - L.read_proprio(x0[wor], layout)).abs().mean())
     if val.any():
         v = lambda z: z[:, :, layout.value].reshape(z.shape[0], -1).mean(1)  # noqa: E731
         out["value_l1"] = float((v(pred[val]) - v(x0[val])).abs().mean())

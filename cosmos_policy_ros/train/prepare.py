@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from cosmos_policy_ros.data.aloha_hdf5 import list_episodes, read_episode
 from cosmos_policy_ros.data.stats import compute_statistics
 from cosmos_policy_ros.inference.normalization import DatasetStats
 from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_config_from_dict
@@ -23,7 +24,6 @@ from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
 
 from .config import TrainConfig
 from .dataset import LatentSampleSet, SampleTable, plan_samples
-from cosmos_policy_ros.data.aloha_hdf5 import list_episodes, read_episode
 from .latent_cache import encode_prefixes
 
 DATASET_FILE = "dataset.safetensors"
@@ -85,7 +85,8 @@ def prepare_dataset(data_dir: str | Path | Sequence[str | Path], run_dir: str | 
         for cam, arr in ep.images.items():
             if arr.shape[1:3] != (model_cfg.layout.image_size,) * 2:
                 raise ValueError(f"{ep.path}: {cam} images are {arr.shape[1]}x{arr.shape[2]}, the model needs "
-                                 f"{model_cfg.layout.image_size}x{model_cfg.layout.image_size} (regenerate demos with --size)")
+                                 f"{model_cfg.layout.image_size}x{model_cfg.layout.image_size} "
+                                 "(regenerate demos with --size)")
     instructions = sorted({ep.instruction for ep in episodes})
     if len(instructions) != 1:
         raise ValueError(f"{data_dir}: expected one instruction across episodes, found {instructions}")

@@ -7,7 +7,6 @@ and step; LR is a pure function of the step. Same machine and thread count -> sa
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
 from cosmos_policy_ros.model.text import T5EmbeddingStore
 
 from . import checkpointing as ck
-from .config import TrainConfig, train_config_from_dict, train_config_to_dict
+from .config import TrainConfig, train_config_to_dict
 from .dataset import LatentSampleSet
 from .ema import EMA
 from .noise import draw_sigma
@@ -158,6 +157,12 @@ class Trainer:
         self.elapsed = float(meta["elapsed_s"])
         self.history = list(meta["history"])
 
+def _log_axis(ax, title: str) -> None:
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.legend()
+    ax.set_title(title)
+
 
 def plot_history(history: list[dict], path: Path) -> None:
     """Loss (total and per kind) and action L1 vs step, as PNG."""
@@ -171,11 +176,11 @@ def plot_history(history: list[dict], path: Path) -> None:
     for k in ("loss", "loss_policy", "loss_world", "loss_value"):
         if k in history[-1]:
             ax[0].plot(steps, [h.get(k, math.nan) for h in history], label=k)
-    ax[0].set_yscale("log"); ax[0].set_xlabel("step"); ax[0].legend(); ax[0].set_title("diffusion loss")
+    _log_axis(ax[0], "diffusion loss")
     for k in ("action_l1", "future_proprio_l1", "value_l1"):
         if k in history[-1]:
             ax[1].plot(steps, [h.get(k, math.nan) for h in history], label=k)
-    ax[1].set_yscale("log"); ax[1].set_xlabel("step"); ax[1].legend(); ax[1].set_title("x0 read-back L1 (normalised)")
+    _log_axis(ax[1], "x0 read-back L1 (normalised)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -3,13 +3,12 @@ import math
 
 import pytest
 import torch
+from model_fixtures import CONFIG_DIR
 
+from cosmos_policy_ros.model.checkpoint import check_state_dict, normalize_keys
 from cosmos_policy_ros.model.config import DiTConfig, load_model_config
 from cosmos_policy_ros.model.dit import CosmosDiT, Patchify, param_count
-from cosmos_policy_ros.model.checkpoint import check_state_dict, normalize_keys
 from cosmos_policy_ros.model.rope import RoPE3D, apply_rope
-
-from model_fixtures import CONFIG_DIR
 
 RELEASED_PARAMS = 1_956_413_440  # spec section 0 / 2.10
 

@@ -1,7 +1,8 @@
 """Latent layout: frame indices, inject -> readout round trip, condition masks, pixel sequence."""
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cosmos_policy_ros.model import layout as L
 from cosmos_policy_ros.model.config import LayoutConfig
@@ -27,7 +28,8 @@ def test_four_camera_layout():
 
 
 def test_condition_masks(aloha):
-    m = lambda q: L.condition_mask(aloha, q)[0].int().tolist()
+    def m(q):
+        return L.condition_mask(aloha, q)[0].int().tolist()
     assert m("policy") == [1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
     assert m("world") == [1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
     assert m("value") == [1] * 10 + [0]
@@ -71,7 +73,6 @@ def test_inject_readout_round_trip(batch, seed, ):
 
 
 def test_readout_averages_copies():
-    lay = L.LatentLayout(("c",), 2, 3, 3)
     frame = L.tile_to_frame(torch.ones(1, 6), (1, 4, 3))  # 12 values = 2 copies
     frame[0, 0, 0, 0] = 3.0  # first copy's first entry off by +2 -> mean off by +1
     assert L.read_from_frame(frame, 6)[0, 0].item() == pytest.approx(2.0)

@@ -42,7 +42,8 @@ def test_second_order_steps_beat_euler():
     (Euler) step the 2ab update is exact for x0 linear in log-sigma, so the trajectory must end far
     closer to a fine reference integration than plain x0-form Euler on the same schedule."""
     a, b, steps = 1.0, 0.3, 5
-    x0_of = lambda s: a + b * np.log(s)
+    def x0_of(s):
+        return a + b * np.log(s)
     sig = sigma_schedule(steps)
     traj = []
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from cosmos_policy_ros.model.config import VAEConfig, WAN21_LATENT_MEAN, WAN21_LATENT_STD
+from cosmos_policy_ros.model.config import WAN21_LATENT_MEAN, VAEConfig
 from cosmos_policy_ros.model.vae import CausalConv3d, WanVAE
 
 

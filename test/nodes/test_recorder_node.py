@@ -168,7 +168,9 @@ def test_sigkill_mid_episode_keeps_every_flushed_message(tmp_path, ros_context):
     c = Client(ros_context, "kill_test_client")
     seen: list = []
     c.node.create_subscription(JointState, "/follower_left/joint_states",
-                               lambda m: seen.append((m.header.stamp.sec, m.header.stamp.nanosec, tuple(m.position))), 200)
+                               lambda m: seen.append((m.header.stamp.sec, m.header.stamp.nanosec,
+                                                      tuple(m.position))),
+                               200)
     try:
         want = {f"/{cam}/camera/color/image_rect_raw" for cam in CAMS} | {"/follower_left/joint_states"}
         assert c.spin(lambda: want <= set(c.latest().get("subscribed", [])), 90), c.latest()

@@ -95,7 +95,8 @@ def test_step_cap_is_velocity_times_dt_and_per_joint_configurable():
     assert f.step[7] == pytest.approx(0.01)
     assert f.step[6] == pytest.approx(5.0 * 0.02)
     res = f.filter(START + 1.0, START)
-    assert np.allclose(np.abs(res.command - START), np.minimum(f.step, np.abs(np.clip(START + 1, ROBOT.lower, ROBOT.upper) - START)))
+    assert np.allclose(np.abs(res.command - START),
+                       np.minimum(f.step, np.abs(np.clip(START + 1, ROBOT.lower, ROBOT.upper) - START)))
     assert "step cap" in res.reason
 
 

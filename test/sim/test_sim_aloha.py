@@ -34,7 +34,8 @@ def test_object_poses_follow_gym_aloha_sampler(sim):
     poses = sim.object_poses()
     assert np.allclose(poses["peg"][:3], peg) and np.allclose(poses["socket"][:3], socket)
     sim.reset("transfer_cube", 7)
-    assert np.allclose(sim.object_poses()["box"][:3], np.random.RandomState(7).uniform([0, 0.4, 0.05], [0.2, 0.6, 0.05]))
+    assert np.allclose(sim.object_poses()["box"][:3],
+                       np.random.RandomState(7).uniform([0, 0.4, 0.05], [0.2, 0.6, 0.05]))
 
 
 def test_reset_without_seed_records_a_replayable_seed(sim):

@@ -24,7 +24,8 @@ def test_doing_nothing_never_succeeds(sim, task):
 def test_ik_reaches_a_pose(sim):
     sim.reset("transfer_cube", 0)
     ik = ArmIK(sim.model, [f"vx300s_right/{j}" for j in
-                           ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")], "right/grasp")
+                           ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")],
+               "right/grasp")
     target, rot = np.array([0.1, 0.45, 0.08]), rpy_to_mat(np.pi, np.radians(70), 0.0)
     q, err = ik.solve(START, target, rot)
     pos, r = ik.forward(q)
@@ -33,7 +34,8 @@ def test_ik_reaches_a_pose(sim):
 
 
 def test_episode_record_shapes_and_action_space(sim):
-    ep = run_demo_episode(sim, "transfer_cube", 0, steps=30, cameras=("cam_high", "cam_left_wrist"), width=64, height=48)
+    ep = run_demo_episode(sim, "transfer_cube", 0, steps=30, cameras=("cam_high", "cam_left_wrist"),
+                          width=64, height=48)
     assert ep.qpos.shape == ep.qvel.shape == ep.actions.shape == (30, 14)
     assert ep.images["cam_high"].shape == (30, 48, 64, 3)
     assert np.all(np.isfinite(ep.actions))
@@ -58,7 +60,8 @@ def test_demonstrator_success_rate_over_10_seeds(sim, task, min_successes):
 
 def test_ik_posture_pull_leaves_the_wrist_singularity_on_the_preferred_branch(sim):
     """At wrist_angle = 0 forearm_roll and wrist_rotate trade turns freely; the posture pull picks 0."""
-    joints = [f"vx300s_right/{j}" for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")]
+    joints = [f"vx300s_right/{j}"
+              for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")]
     plain = ArmIK(sim.model, joints, "right/grasp")
     pulled = ArmIK(sim.model, joints, "right/grasp", posture={3: 0.0, 5: 0.0}, posture_gain=0.2)
     q_twisted = np.array([0.0, -0.5, 0.8, 0.6, 0.0, -0.6])   # same pose as roll 0 / rotate 0

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from cosmos_policy_ros.data.aloha_hdf5 import EpisodeFormatError, read_episode, write_episode
+from cosmos_policy_ros.evaluation.report import wilson_interval
 from cosmos_policy_ros.model import layout as L
 from cosmos_policy_ros.model.config import ConfigError
 from cosmos_policy_ros.train import cli
-from cosmos_policy_ros.evaluation.report import wilson_interval
-from cosmos_policy_ros.data.aloha_hdf5 import EpisodeFormatError, read_episode, write_episode
 from cosmos_policy_ros.train.objective import diffusion_loss
 from cosmos_policy_ros.train.value_targets import episode_returns
 
@@ -181,8 +181,8 @@ def _planning_recipe(tmp: Path) -> Path:
 def test_planning_fine_tune_from_a_policy_on_rollouts_and_plan_with_it(tmp_path, data_dir):
     """--init-from: parent weights/VAE/statistics carried over, failures give -1 value targets, and the
     exported planning bundle scores the policy's candidates in the planner."""
-    from cosmos_policy_ros.inference.planning import PlanConfig, plan
     from cosmos_policy_ros.evaluation.in_process import engine_from_dir
+    from cosmos_policy_ros.inference.planning import PlanConfig, plan
     parent_run = cli.start(_recipe(tmp_path, steps=2), data_dir, tmp_path / "policy_run", progress=False)
     parent_run.fit(progress=False)
     policy = cli.export(tmp_path / "policy_run", tmp_path / "policy")

@@ -16,6 +16,7 @@ class PolicyNodeConfig:
     trigger: Literal["request", "continuous"] = "request"
     max_obs_age_s: float = 0.5
     max_skew_s: float = 0.15
+    max_future_s: float = 0.05
     seed: int = 0
     seed_mode: Literal["fixed", "increment"] = "increment"
     action_period_s: float = 0.04
@@ -29,6 +30,8 @@ class PolicyNodeConfig:
         for key in ("max_obs_age_s", "max_skew_s", "action_period_s", "refuse_log_period_s"):
             if getattr(self, key) <= 0:
                 raise cfg.ConfigError(f"{key}: must be positive, got {getattr(self, key)}")
+        if not self.max_future_s >= 0:
+            raise cfg.ConfigError(f"max_future_s: must be >= 0, got {self.max_future_s}")
         if self.torch_threads < 0:
             raise cfg.ConfigError(f"torch_threads: must be >= 0, got {self.torch_threads}")
         if self.steps < 0:

@@ -44,6 +44,7 @@ from cosmos_policy_ros.config import ConfigError
 from cosmos_policy_ros.msg import ActionChunk, ExecutorStatus
 from cosmos_policy_ros.nodes.chunk_msgs import chunk_from_msg, time_msg
 from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types, run_node
+from cosmos_policy_ros.nodes.log_throttle import ThrottledLog
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.robot.backends.base import Backend, apply_tick
 from cosmos_policy_ros.robot.executor_config import ExecutorConfig, load_executor_config
@@ -74,6 +75,9 @@ class ExecutorNode(Node):
         self.backend.open()
         self._wire()
         self._bad_input = 0
+        self.last_rejection = ""
+        log = self.get_logger()
+        self._reject_log = ThrottledLog(lambda line: log.warning(line), cfg.log_throttle_s)
         self.loop = RateLoop(1.0 / cfg.rate_hz, self._tick, name="executor-loop", on_error=self._loop_error,
                              priority=cfg.loop_priority)
         self.get_logger().info(
@@ -158,11 +162,17 @@ class ExecutorNode(Node):
             chunk = chunk_from_msg(msg, self.robot.joint_names)
         except ChunkError as exc:
             self.core.scheduler.rejected += 1
-            self.get_logger().error(f"chunk seq {msg.sequence} from '{msg.source}' rejected: {exc}")
+            self._rejected(f"chunk seq {msg.sequence} from '{msg.source}' rejected: {exc}", "invalid")
             return
         ok, reason = self.core.on_chunk(chunk, now)
         if not ok:
-            self.get_logger().warning(reason, throttle_duration_sec=1.0)
+            # "chunk seq 7 from 'policy' rejected: stale: ..." -> kind "stale"
+            self._rejected(reason, reason.split("rejected: ", 1)[-1].split(":", 1)[0][:40])
+
+    def _rejected(self, line: str, kind: str) -> None:
+        """One line per kind and period (a NaN flood printed thousands), the last one kept for the status."""
+        self.last_rejection = line
+        self._reject_log(line, kind)
 
     def _on_joint_state(self, side: int, msg: JointState) -> None:
         try:
@@ -212,6 +222,7 @@ class ExecutorNode(Node):
             interventions=int(s["interventions"]), last_intervention=s["last_intervention"],
             queue_depth=int(s["queue_depth"]), chunk_age_s=_f(s["chunk_age_s"]),
             chunks_accepted=int(s["chunks_accepted"]), chunks_rejected=int(s["chunks_rejected"]),
+            last_rejection=self.last_rejection, rejection_lines_suppressed=self._reject_log.suppressed_total,
             last_command=[] if s["last_command"] is None else [float(x) for x in s["last_command"]])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.status_pub.publish(msg)

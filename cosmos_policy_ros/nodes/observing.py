@@ -27,7 +27,9 @@ from cosmos_policy_ros.deploy.policy_config import (
 from cosmos_policy_ros.msg import ActionChunk
 from cosmos_policy_ros.nodes.chunk_msgs import seconds, time_msg
 from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types
+from cosmos_policy_ros.nodes.log_throttle import ThrottledLog
 from cosmos_policy_ros.perception.cameras import load_cameras
+from cosmos_policy_ros.perception.frame_check import FrameChecker
 from cosmos_policy_ros.perception.image_codec import ImageFormatError, image_to_rgb
 from cosmos_policy_ros.perception.observation_cache import NotReady, ObservationCache
 from cosmos_policy_ros.robot.aloha import AlohaRobot
@@ -55,7 +57,11 @@ class ObservingNode(Node):
             raise cfg.ConfigError(f"the model needs camera(s) {missing}, not in the camera config")
         self.text_check()
         self.cache = ObservationCache(model_cams, model_cams, self.pcfg.max_obs_age_s, self.pcfg.max_skew_s,
-                                      tuple(self.robot.config.arms))
+                                      tuple(self.robot.config.arms), max_future_s=self.pcfg.max_future_s)
+        self.frames = FrameChecker(self.cams.width, self.cams.height, self.cams.min_side_px)
+        log = self.get_logger()
+        self._refusal_log = ThrottledLog(lambda line: log.warning(line), self.pcfg.refuse_log_period_s)
+        self._input_log = ThrottledLog(lambda line: log.error(line), self.pcfg.refuse_log_period_s)
         for cam in model_cams:
             self.create_subscription(Image, self.cams.topic(cam), lambda m, c=cam: self._on_image(c, m),
                                      qos_profile_sensor_data)
@@ -71,7 +77,6 @@ class ObservingNode(Node):
         self.refusals = 0
         self._request = threading.Event()
         self._running = True
-        self._last_refusal_log = 0.0
         if self.pcfg.warmup:
             self.warmup()
         self._worker = threading.Thread(target=self._work, name=f"{name}_worker", daemon=True)
@@ -113,17 +118,23 @@ class ObservingNode(Node):
         self.get_logger().info(f"warm-up inference {time.perf_counter() - t0:.2f} s")
 
     def _on_image(self, cam: str, msg) -> None:
+        verdict = self.frames.check(cam, int(msg.height), int(msg.width))
+        if not verdict.usable:
+            self._input_log(f"{self.cams.topic(cam)}: {verdict.line}", f"frame {cam}")
+            return
+        if verdict.line:
+            self.get_logger().info(verdict.line)
         try:
             self.cache.put_image(cam, seconds(msg.header.stamp), image_to_rgb(msg), self.now_s())
         except ImageFormatError as exc:
-            self.get_logger().error(f"{cam}: {exc}", throttle_duration_sec=5.0)
+            self._input_log(f"{self.cams.topic(cam)}: {exc}", f"format {cam}")
 
     def _on_joints(self, side: str, msg) -> None:
         try:
             q7 = self.robot.arm_state_from_joint_state(list(msg.name), list(msg.position))
             self.cache.put_arm(side, seconds(msg.header.stamp), q7, self.now_s())
         except ValueError as exc:
-            self.get_logger().error(f"{side} joint_states: {exc}", throttle_duration_sec=5.0)
+            self._input_log(f"{side} joint_states: {exc}", f"joints {side}")
 
     def _on_request(self, _msg) -> None:
         self._request.set()
@@ -167,10 +178,7 @@ class ObservingNode(Node):
     def _refuse(self, reason: str) -> None:
         self.refusals += 1
         self.status_pub.publish(String(data=f"not publishing: {reason}"))
-        now = time.monotonic()
-        if now - self._last_refusal_log >= self.pcfg.refuse_log_period_s:
-            self._last_refusal_log = now
-            self.get_logger().warning(f"not publishing: {reason}")
+        self._refusal_log(f"not publishing: {reason}", "refusal")
 
     def close(self) -> None:
         self._running = False

@@ -44,6 +44,8 @@ class ExecutorConfig:
     rate_hz: float = 50.0
     loop_priority: int = 0  # >0: SCHED_FIFO priority of the loop thread (robot PC with rtprio); 0 = normal
     status_rate_hz: float = 5.0
+    # s: a repeated rejection / refusal line is logged at most this often, with a count of the rest
+    log_throttle_s: float = 1.0
     backend: Literal["interbotix", "dynamixel", "sim"] = "interbotix"
     robot_config: str = "robot/aloha_interbotix.yaml"
     autostart: bool = False
@@ -60,6 +62,8 @@ class ExecutorConfig:
             raise cfg.ConfigError(f"loop_priority: expected 0..99, got {self.loop_priority}")
         if self.status_rate_hz <= 0:
             raise cfg.ConfigError("status_rate_hz: must be positive")
+        if not self.log_throttle_s > 0:
+            raise cfg.ConfigError(f"log_throttle_s: must be positive, got {self.log_throttle_s}")
         for part in (self.scheduler, self.safety, self.watchdog, self.motion):
             part.validate()
 

@@ -93,7 +93,8 @@ class ExecutorCore:
             if active and self.mode != ESTOP:
                 self.mode, self.move = ESTOP, None
                 self.scheduler.clear(forget_order=True)
-                held = "holding the last command" if self.last_command is not None else "passive (motors keep their goal)"
+                held = ("holding the last command" if self.last_command is not None
+                        else "passive (motors keep their goal)")
                 return self._event("warn", f"E-STOP: {held}; torque stays on")
             if not active and self.mode == ESTOP:
                 self.mode = IDLE
@@ -111,7 +112,7 @@ class ExecutorCore:
                 return False, f"moving to the {self.move_goal_name} pose; call stop first"
             refused = self._seed(now)
             if refused:
-                return False, self._event("error", f"start refused: {refused}", throttle=True)
+                return False, refused
             self.scheduler.clear(forget_order=True)
             self.chunk_watch.last = now  # the first chunk gets a full timeout to arrive
             self.mode, self.holding = RUNNING, False
@@ -140,7 +141,7 @@ class ExecutorCore:
             if self.mode == IDLE or self.last_command is None:  # else continue from the last command
                 refused = self._seed(now)
                 if refused:
-                    return False, self._event("error", f"{name} refused: {refused}", throttle=True)
+                    return False, refused
             m = self.config.motion
             goal = np.clip(self.robot.pose14(name, gripper), self.robot.lower, self.robot.upper)
             self.move = PoseMove.plan(self.last_command, goal, now, m.speed, m.min_duration_s, m.gripper_speed,

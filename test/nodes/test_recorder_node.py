@@ -157,10 +157,22 @@ def test_normal_episode_records_every_published_message(tmp_path, ros_context):
 
 
 @pytest.mark.slow
+def _stock_read(bag_dir) -> int:
+    """Messages the stock `mcap` reader yields (summary read first, as `mcap info` does)."""
+    from mcap.reader import make_reader
+
+    (path,) = sorted(bag_dir.glob("*.mcap"))
+    with open(path, "rb") as f:
+        reader = make_reader(f)
+        assert reader.get_summary() is not None
+        return sum(1 for _ in reader.iter_messages())
+
+
 def test_sigkill_mid_episode_keeps_every_flushed_message(tmp_path, ros_context):
     from sensor_msgs.msg import JointState
 
-    from cosmos_policy_ros.data.bag_reader import open_bag, recover_bag
+    from cosmos_policy_ros.data.bag_reader import open_bag
+    from cosmos_policy_ros.data.manifest import Manifest
 
     log = open(tmp_path / "sim.log", "w")
     sim = _start("cosmos_policy_ros.nodes.sim_node", "width:=96", "height:=72", "seed:=1", log=log)
@@ -193,7 +205,19 @@ def test_sigkill_mid_episode_keeps_every_flushed_message(tmp_path, ros_context):
     partial = open_bag(path, allow_incomplete=True)
     for topic, n in flushed.items():
         assert partial.topics[topic].count >= n, f"{topic}: {n} flushed, {partial.topics[topic].count} readable"
-    bag = recover_bag(path)
+    with pytest.raises(Exception):  # the stock reader refuses a bag without footer
+        _stock_read(path)
+    # the next recorder start (`up record`) repairs it on its own and marks the episode interrupted
+    rec2 = _start("cosmos_policy_ros.nodes.recorder_node", f"bag_dir:={tmp_path / 'bags'}", "auto_record:=false")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and Manifest(tmp_path / "bags").episodes[0].status != "interrupted":
+            time.sleep(0.5)
+    finally:
+        _stop(rec2)
+    assert Manifest(tmp_path / "bags").episodes[0].status == "interrupted"
+    assert _stock_read(path) == partial.message_count
+    bag = open_bag(path)
     assert bag.complete and bag.message_count == partial.message_count
     recorded = [(s.header.stamp.sec, s.header.stamp.nanosec, tuple(s.position))
                 for s in map(bag.deserialize, bag.messages(["/follower_left/joint_states"]))]

@@ -7,10 +7,13 @@ conditions) lives here so both front ends agree by construction.
 """
 from __future__ import annotations
 
+import difflib
 import glob
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -23,10 +26,39 @@ _WHEN = ("use_sim", "not_use_sim")
 ROBOT_DEVICE_GLOB = "/dev/ttyDXL_follower_*"
 
 
+# What a launch argument's value must be; each reaches the node as that ROS parameter type.
+ArgumentType = Literal["str", "path", "config", "int", "float", "bool"]
+_EXPECTED = {"str": "text", "path": "a file or folder path", "config": "an existing config YAML",
+             "int": "an integer", "float": "a number", "bool": "true or false"}
+
+
 @dataclass
 class ArgumentSpec:
-    default: str
+    # The value when none is given. "" = not set: the node keeps its config file's value; an argument
+    # whose default is "" may also be given as "" (for the others "" is refused like any wrong value).
+    default: str | int | float | bool = ""
     help: str = ""
+    # str: any text (passed as a string even when it looks like a number); path: a file or folder, ~ expanded;
+    # config: a YAML found as a path or under config/ (must exist); int; float (an integer is taken: 10 -> 10.0);
+    # bool: true / false (any case).
+    type: ArgumentType = "str"
+    # The allowed values (type str); empty = any value of the type.
+    choices: list[str] = field(default_factory=list)
+    # use_sim: the choices hold only when use_sim is true (a real robot takes any value, e.g. a task label).
+    choices_when: Literal["", "use_sim"] = ""
+
+    @property
+    def default_text(self) -> str:
+        """The default as launch-argument text (YAML may write it as a number or a boolean)."""
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        return str(self.default)
+
+    def describe(self) -> str:
+        """What a value must be, for messages: 'a number (float)', 'one of a, b'."""
+        if self.choices:
+            return f"one of {', '.join(self.choices)}" + (" (simulated ALOHA)" if self.choices_when else "")
+        return f"{_EXPECTED[self.type]} ({self.type})"
 
 
 @dataclass
@@ -46,6 +78,12 @@ class GraphConfig:
     modes: dict[str, list[str]]
 
     def validate(self) -> None:
+        for name, spec in self.arguments.items():
+            if spec.choices and spec.type != "str":
+                raise cfg.ConfigError(f"arguments.{name}: choices need type str, got type {spec.type}")
+            if spec.choices_when and not spec.choices:
+                raise cfg.ConfigError(f"arguments.{name}: choices_when without choices")
+            check_argument(name, spec, spec.default_text, use_sim=True, where=f"arguments.{name}.default")
         for key, node in self.nodes.items():
             if node.when and node.when not in _WHEN:
                 raise cfg.ConfigError(f"nodes.{key}.when: expected one of {list(_WHEN)}, got {node.when!r}")
@@ -91,22 +129,76 @@ def robot_attached() -> bool:
     return bool(glob.glob(ROBOT_DEVICE_GLOB))
 
 
+def check_argument(name: str, spec: ArgumentSpec, text: str, use_sim: bool = True, where: str = "") -> str:
+    """``text`` as given for argument ``name``, checked against ``spec`` and written as its type's literal
+    (``10`` for a float -> ``10.0``, ``TRUE`` -> ``true``); one ConfigError line naming the argument if it
+    is not one."""
+    text = str(text)
+    if text == "" and spec.default_text == "":
+        return text  # not set: the node keeps its config file's value
+    literal = text if spec.type == "str" and not spec.choices else _literal(spec, text.strip(), use_sim)
+    if literal is not None:
+        return literal
+    hint = ""
+    if spec.choices:
+        close = difflib.get_close_matches(text.strip(), spec.choices, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+    elif spec.type == "config":
+        hint = f" (not found as a path or under {cfg.share_dir() / 'config'})"
+    where = where or f"launch argument {name}"
+    raise cfg.ConfigError(f"{where}: expected {spec.describe()}, got {text!r}{hint}")
+
+
+def _literal(spec: ArgumentSpec, value: str, use_sim: bool) -> str | None:
+    """``value`` written as ``spec``'s type ("10" -> "10.0" for a float), or None when it is not one."""
+    if spec.choices:
+        match = {c.lower(): c for c in spec.choices}.get(value.lower())  # True -> true, Blend -> blend
+        free = spec.choices_when == "use_sim" and not use_sim
+        return match or (value if free and value else None)
+    if spec.type == "float":
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return repr(number) if math.isfinite(number) else None
+    if spec.type == "int":
+        try:
+            return str(int(value, 10))
+        except ValueError:
+            return None
+    if spec.type == "bool":
+        return value.lower() if value.lower() in ("true", "false") else None
+    if spec.type == "path":
+        return str(Path(value).expanduser()) if value else None
+    if spec.type == "config":
+        try:
+            return value if value and cfg.config_path(value) else None
+        except cfg.ConfigError:
+            return None
+    return value
+
+
 def resolve_arguments(graph: GraphConfig, given: dict[str, str] | None = None) -> dict[str, str]:
-    """Defaults overlaid with ``given``; ``use_sim: auto`` becomes true/false. Unknown names fail."""
+    """Defaults overlaid with ``given``, each checked against its declared type and written as that
+    type's literal; ``use_sim: auto`` becomes true/false. An unknown name or a wrong value fails in one line."""
     given = dict(given or {})
-    unknown = sorted(set(given) - set(graph.arguments))
-    if unknown:
-        raise cfg.ConfigError(f"unknown launch argument {unknown[0]!r} (known: {', '.join(graph.arguments)})")
-    args = {k: spec.default for k, spec in graph.arguments.items()}
+    for name in given:
+        if name not in graph.arguments:
+            close = difflib.get_close_matches(name, graph.arguments, n=3)
+            known = f"did you mean {' or '.join(close)}?" if close else f"arguments: {', '.join(graph.arguments)}"
+            raise cfg.ConfigError(f"unknown launch argument {name!r} ({known})")
+    args = {k: spec.default_text for k, spec in graph.arguments.items()}
     args.update({k: str(v) for k, v in given.items()})
-    use_sim = args.get("use_sim", "false").lower()
-    if use_sim == "auto":
-        use_sim = "false" if robot_attached() else "true"
-    if use_sim not in ("true", "false"):
-        raise cfg.ConfigError(f"use_sim: expected true, false or auto, got {args['use_sim']!r}")
-    args["use_sim"] = use_sim
+    if "use_sim" in graph.arguments:
+        use_sim = check_argument("use_sim", graph.arguments["use_sim"], args["use_sim"])
+        if use_sim == "auto":
+            use_sim = "false" if robot_attached() else "true"
+        args["use_sim"] = use_sim
+    sim = args.get("use_sim", "false") == "true"
+    for name, spec in graph.arguments.items():
+        args[name] = check_argument(name, spec, args[name], use_sim=sim)
     if args.get("backend") == "auto":
-        args["backend"] = "sim" if use_sim == "true" else "interbotix"
+        args["backend"] = "sim" if sim else "interbotix"
     return args
 
 
@@ -122,25 +214,30 @@ def resolve(mode: str, given: dict[str, str] | None = None, graph: GraphConfig |
         t = graph.nodes[key]
         if (t.when == "use_sim" and not use_sim) or (t.when == "not_use_sim" and use_sim):
             continue
-        params = tuple((k, _substitute(v, args)) for k, v in t.parameters.items())
-        remaps = tuple((a, _substitute(b, args)) for a, b in t.remappings.items())
+        params = tuple((k, _substitute(v, args, graph.arguments)) for k, v in t.parameters.items())
+        remaps = tuple((a, str(_substitute(b, args, graph.arguments))) for a, b in t.remappings.items())
         specs.append(NodeSpec(key, t.executable, t.module, t.name, params, remaps))
     return specs
 
 
-def _substitute(value, args: dict[str, str]):
-    """Replace $(arg x). A value that is exactly one $(arg x) whose text reads as a number or a
-    boolean becomes that type (ROS parameters are typed: width:=640 must arrive as an integer)."""
+def _substitute(value, args: dict[str, str], specs: dict[str, ArgumentSpec]):
+    """Replace $(arg x). A value that is exactly one $(arg x) takes x's declared type (ROS parameters
+    are typed: camera_rate_hz must arrive as a double, width as an integer, a str argument as a string
+    even when it reads "640"); "" stays "" (not set). Other values are text."""
     if not isinstance(value, str):
         return value
     whole = _ARG_RE.fullmatch(value)
     if whole:
-        text = args[whole.group(1)]
-        try:
-            typed = yaml.safe_load(text) if text else text
-        except yaml.YAMLError:
-            typed = text
-        return typed if isinstance(typed, (bool, int, float)) else text
+        text, kind = args[whole.group(1)], specs[whole.group(1)].type
+        if text == "" or specs[whole.group(1)].choices:
+            return text
+        if kind == "float":
+            return float(text)
+        if kind == "int":
+            return int(text)
+        if kind == "bool":
+            return text == "true"
+        return text
     return _ARG_RE.sub(lambda m: args[m.group(1)], value)
 
 
@@ -149,10 +246,8 @@ def _param_text(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(value)
+        return repr(value)  # 10.0 stays a double literal
     text = str(value)
-    if text in ("true", "false"):
-        return text
     try:
         if text and yaml.safe_load(text) == text:
             return text  # reads back as the same string: no quotes needed

@@ -2,22 +2,27 @@
 
 launch / launch_ros are imported lazily: they exist on a ROS 2 install, not in the dev venv.
 Nodes are resolved inside an OpaqueFunction so ``use_sim:=auto`` and every ``name:=value`` given
-on the command line take effect at launch time, through the same resolve() the CLI uses.
+on the command line take effect at launch time, through the same resolve() the CLI uses: launch
+arguments arrive as text and are checked against their declared types there, so a wrong value stops
+``ros2 launch`` with the CLI's one line (``launch argument sim_camera_rate_hz: expected a number (float),
+got 'abc'``) before any node starts.
 """
 from __future__ import annotations
 
+from cosmos_policy_ros.config import ConfigError
 from cosmos_policy_ros.graph import PACKAGE, load_graph, resolve
 
 
 def generate_mode_launch_description(mode: str):
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    from launch import LaunchDescription
 
     graph = load_graph()
     if mode not in graph.modes:
-        raise ValueError(f"unknown mode {mode!r}")
+        raise ConfigError(f"unknown mode {mode!r} (modes: {', '.join(graph.modes)})")
     declared = [
-        DeclareLaunchArgument(name, default_value=spec.default, description=spec.help)
+        DeclareLaunchArgument(name, default_value=spec.default_text, description=f"{spec.help} [{spec.describe()}]")
         for name, spec in graph.arguments.items()
     ]
 

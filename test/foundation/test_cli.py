@@ -100,4 +100,4 @@ def test_cli_rejects_unknown_arguments_with_one_line(tmp_path):
     proc = _cli(tmp_path, "robot_cfg:=x.yaml")
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2
-    assert out.strip() == ("cosmos-aloha: unknown launch argument 'robot_cfg' (known: use_sim, robot_config)")
+    assert out.strip() == "cosmos-aloha: unknown launch argument 'robot_cfg' (did you mean robot_config?)"

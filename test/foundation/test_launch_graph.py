@@ -77,7 +77,7 @@ def test_launch_file_yields_the_defined_graph(launch_standin, mode, overrides):
     declared, nodes = _launch(mode, overrides)
     graph = graph_mod.load_graph()
     assert [(d.args[0], d.kwargs["default_value"]) for d in declared] == [
-        (k, a.default) for k, a in graph.arguments.items()]
+        (k, a.default_text) for k, a in graph.arguments.items()]
     expected = graph_mod.resolve(mode, overrides, graph)
     assert expected, "a mode with no nodes"
     got = [(n.kwargs["package"], n.kwargs["executable"], n.kwargs["name"], n.kwargs["parameters"],
@@ -107,12 +107,35 @@ def test_every_launch_mode_has_a_launch_file_and_every_executable_a_ros2_run_scr
 
 
 def test_unknown_argument_and_mode_fail_clearly():
-    with pytest.raises(graph_mod.cfg.ConfigError, match="unknown launch argument 'tsk'"):
+    with pytest.raises(graph_mod.cfg.ConfigError, match=r"unknown launch argument 'tsk' \(did you mean task\?\)"):
         graph_mod.resolve("direct", {"tsk": "x"})
     with pytest.raises(graph_mod.cfg.ConfigError, match="unknown mode 'fly'"):
         graph_mod.resolve("fly")
-    with pytest.raises(graph_mod.cfg.ConfigError, match="use_sim: expected true, false or auto"):
+    with pytest.raises(graph_mod.cfg.ConfigError, match="launch argument use_sim: expected one of auto, true, false"):
         graph_mod.resolve("direct", {"use_sim": "maybe"})
+
+
+@pytest.mark.parametrize("mode", sorted(LAUNCH_FILES))
+def test_a_wrong_launch_argument_stops_ros2_launch_with_the_cli_line(launch_standin, mode):
+    """Launch arguments arrive as text; the launch file checks them as the CLI does, before any Node exists."""
+    with pytest.raises(graph_mod.cfg.ConfigError) as err:
+        _launch(mode, {"use_sim": "true", "sim_camera_rate_hz": "abc"})
+    assert str(err.value) == "launch argument sim_camera_rate_hz: expected a number (float), got 'abc'"
+    with pytest.raises(graph_mod.cfg.ConfigError, match="launch argument autostart: expected true or false"):
+        _launch(mode, {"use_sim": "false", "autostart": "maybe"})
+
+
+def test_launch_arguments_reach_launch_ros_as_their_declared_types(launch_standin):
+    _, nodes = _launch("sim", {"use_sim": "true", "sim_camera_rate_hz": "10", "sim_width": "320"})
+    sim = next(n for n in nodes if n.kwargs["executable"] == "sim_node")
+    params = sim.kwargs["parameters"][0]
+    assert params["camera_rate_hz"] == 10.0 and isinstance(params["camera_rate_hz"], float)
+    assert params["width"] == 320 and type(params["width"]) is int
+    _, nodes = _launch("direct", {"use_sim": "true", "autostart": "TRUE", "instruction": "640"})
+    executor = next(n for n in nodes if n.kwargs["executable"] == "executor_node")
+    assert executor.kwargs["parameters"][0]["autostart"] is True
+    policy = next(n for n in nodes if n.kwargs["executable"] == "policy_node")
+    assert policy.kwargs["parameters"][0]["instruction"] == "640"  # a str argument stays text
 
 
 def test_every_graph_node_module_exists_and_has_main():

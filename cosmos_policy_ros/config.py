@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from cosmos_policy_ros.errors import CosmosError
+
 T = TypeVar("T")
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -24,7 +26,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 _CANDIDATE_SHARE_DIRS = [PACKAGE_ROOT.parent]
 
 
-class ConfigError(ValueError):
+class ConfigError(CosmosError, ValueError):
     """A configuration file is missing, unreadable or does not match its schema."""
 
 

@@ -18,6 +18,7 @@ from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, Qo
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from cosmos_policy_ros.data.msg_types import typestore
+from cosmos_policy_ros.errors import CosmosError
 
 _ZERO = QosTime(0, 0)
 
@@ -37,7 +38,7 @@ class OfferedQos:
                    _ZERO, _ZERO, QosLiveliness.AUTOMATIC, _ZERO, False)
 
 
-class BagWriterError(RuntimeError):
+class BagWriterError(CosmosError, RuntimeError):
     """The bag cannot be created or written."""
 
 

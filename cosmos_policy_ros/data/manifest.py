@@ -18,6 +18,8 @@ import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cosmos_policy_ros.errors import CosmosError
+
 MANIFEST_NAME = "episodes.json"
 FORMAT = "cosmos_policy_ros.episodes/1"
 KINDS = ("teleop", "policy")
@@ -27,7 +29,7 @@ OUTCOMES = ("success", "failure", "")
 STATUSES = ("recording", "complete", "discarded", "interrupted")
 
 
-class ManifestError(ValueError):
+class ManifestError(CosmosError, ValueError):
     """The manifest is unreadable or an episode command is invalid (one line)."""
 
 

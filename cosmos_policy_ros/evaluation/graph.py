@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from cosmos_policy_ros.errors import CosmosError
 from cosmos_policy_ros.evaluation.report import EpisodeResult, save_strip
 from cosmos_policy_ros.perception.cameras import load_cameras
 from cosmos_policy_ros.perception.image_codec import image_to_rgb
@@ -27,7 +28,7 @@ from cosmos_policy_ros.topics import ACTION_CHUNK, EXECUTOR_SERVICES, EXECUTOR_S
 RESET_MAX_STEP = 25
 
 
-class GraphEpisodeError(RuntimeError):
+class GraphEpisodeError(CosmosError, RuntimeError):
     """The graph did not do what an episode needs: a node exited, a service or the episode timed out."""
 
 

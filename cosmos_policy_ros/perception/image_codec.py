@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from cosmos_policy_ros.errors import CosmosError
+
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8UC1": 1, "8UC3": 3}
 
 
-class ImageFormatError(ValueError):
+class ImageFormatError(CosmosError, ValueError):
     """The message cannot be read as an 8-bit colour or grey image."""
 
 

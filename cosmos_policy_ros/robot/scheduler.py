@@ -35,11 +35,12 @@ from typing import Literal
 import numpy as np
 
 from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros.errors import CosmosError
 
 MODES = ("open_loop", "temporal_ensemble", "blend", "synchronous")
 
 
-class ChunkError(ValueError):
+class ChunkError(CosmosError, ValueError):
     """A chunk that cannot be executed (the message says why, in one line)."""
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from cosmos_policy_ros.errors import CosmosError
 
-class AssetsNotFoundError(RuntimeError):
+
+class AssetsNotFoundError(CosmosError, RuntimeError):
     """gym-aloha is not installed, so the ALOHA model files are missing."""
 
 

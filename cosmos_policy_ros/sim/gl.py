@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+from cosmos_policy_ros.errors import CosmosError
+
 DEFAULT_CANDIDATES = ("egl", "osmesa")
 _PROBE = (
     "import mujoco\n"
@@ -22,7 +24,7 @@ _PROBE = (
 )
 
 
-class NoGLBackendError(RuntimeError):
+class NoGLBackendError(CosmosError, RuntimeError):
     """No headless OpenGL backend works on this machine."""
 
 

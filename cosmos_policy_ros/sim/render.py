@@ -14,6 +14,7 @@ import weakref
 import mujoco
 import numpy as np
 
+from cosmos_policy_ros.errors import CosmosError
 from cosmos_policy_ros.sim.world_config import RenderConfig
 
 _LIVE: "weakref.WeakSet[CameraRenderer]" = weakref.WeakSet()
@@ -25,7 +26,7 @@ def _close_all() -> None:
         r.close()
 
 
-class RenderUnavailableError(RuntimeError):
+class RenderUnavailableError(CosmosError, RuntimeError):
     """No headless OpenGL backend could be initialised."""
 
 

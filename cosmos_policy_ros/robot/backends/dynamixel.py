@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 
+from cosmos_policy_ros.errors import CosmosError
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.robot.backends.base import Backend
 from cosmos_policy_ros.robot.executor_config import DynamixelArmConfig, DynamixelConfig
@@ -29,7 +30,7 @@ ADDR_TORQUE_ENABLE, ADDR_GOAL_POSITION, ADDR_PRESENT_POSITION = 64, 116, 132
 TICKS_PER_REV, CENTER_TICKS = 4096, 2048
 
 
-class DynamixelError(RuntimeError):
+class DynamixelError(CosmosError, RuntimeError):
     """Bus or configuration problem; the message is one line naming the port and motor ID."""
 
 

@@ -22,11 +22,13 @@ from typing import Iterable, Mapping, Sequence
 import h5py
 import numpy as np
 
+from cosmos_policy_ros.errors import CosmosError, file_head, looks_like, one_line
+
 # attrs that write_episode sets from its own keywords; `attrs=` may not repeat them.
 OWN_ATTRS = ("sim", "success", "success_score", "task", "instruction", "task_description", "seed")
 
 
-class EpisodeFormatError(ValueError):
+class EpisodeFormatError(CosmosError, ValueError):
     """An episode file is missing, unreadable or does not follow the ALOHA HDF5 layout."""
 
 
@@ -144,16 +146,24 @@ def _load(f: h5py.File, key: str, path: Path) -> np.ndarray:
         raise EpisodeFormatError(f"{path}: /{key} is unreadable (truncated file?): {exc}") from None
 
 
-def read_episode(path: str | Path, cameras: Sequence[str] = ()) -> EpisodeData:
-    """Load qpos, actions, labels and the named cameras' images; one-line error on bad input."""
+def open_episode(path: str | Path) -> h5py.File:
+    """The episode file opened for reading; EpisodeFormatError naming it if it is missing, not HDF5 or cut short."""
     path = Path(path)
     if not path.is_file():
         raise EpisodeFormatError(f"{path}: episode file not found")
     try:
-        f = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError as exc:
-        raise EpisodeFormatError(f"{path}: not a readable HDF5 file ({exc})") from None
-    with f:
+        kind = looks_like(file_head(path))
+        if kind != "an HDF5 file":
+            raise EpisodeFormatError(f"{path}: not an HDF5 episode file (it looks like {kind})") from None
+        raise EpisodeFormatError(f"{path}: not a readable HDF5 file, truncated or corrupt ({one_line(exc)})") from None
+
+
+def read_episode(path: str | Path, cameras: Sequence[str] = ()) -> EpisodeData:
+    """Load qpos, actions, labels and the named cameras' images; one-line error on bad input."""
+    path = Path(path)
+    with open_episode(path) as f:
         qpos = _load(f, "observations/qpos", path).astype(np.float32)
         actions = _load(f, "action", path).astype(np.float32)
         if qpos.ndim != 2 or actions.ndim != 2 or len(qpos) != len(actions):

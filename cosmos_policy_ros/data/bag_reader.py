@@ -16,11 +16,12 @@ from typing import Iterator
 
 from cosmos_policy_ros.data.bag_writer import BagWriter
 from cosmos_policy_ros.data.msg_types import register_from_bag, typestore
+from cosmos_policy_ros.errors import CosmosError, file_head, looks_like, one_line
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 
-class BagError(ValueError):
+class BagError(CosmosError, ValueError):
     """The path is not a readable rosbag2 bag (foreign, truncated or corrupt); message is one line."""
 
 
@@ -121,12 +122,18 @@ def open_bag(path: str | Path, allow_incomplete: bool = False) -> Bag:
 def _open_complete(p: Path) -> Bag:
     from rosbags.rosbag2 import Reader
 
+    meta = _metadata(p)
     reader = Reader(p)
     try:
         reader.open()
     except Exception as exc:  # noqa: BLE001 - rosbags raises several types; one line either way
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = one_line(exc)
         if "magic" in reason.lower() or "footer" in reason.lower():
+            files = [p / Path(str(f)).name for f in meta.get("relative_file_paths") or []]
+            foreign = [(f, looks_like(file_head(f))) for f in files if f.suffix == ".mcap"
+                       and not file_head(f).startswith(MCAP_MAGIC[:5])]
+            if foreign:
+                raise BagError(f"{foreign[0][0]}: not an MCAP file (it looks like {foreign[0][1]})") from None
             reason = f"truncated or corrupt storage file ({reason})"
         raise BagError(f"{p}: cannot read bag: {reason}") from None
     try:
@@ -135,19 +142,29 @@ def _open_complete(p: Path) -> Bag:
         for c in reader.connections:
             info = topics.setdefault(c.topic, TopicInfo(c.msgtype, 0))
             info.count += c.msgcount
-        info = _metadata(p)
-        custom = {str(k): str(v) for k, v in (info.get("custom_data") or {}).items()}
+        custom = {str(k): str(v) for k, v in (meta.get("custom_data") or {}).items()}
         start, end = (reader.start_time, reader.end_time) if reader.message_count else (0, 0)
-        files = [p / Path(f).name for f in info.get("relative_file_paths", [])]
-        return Bag(p, True, str(info.get("storage_identifier", "")), topics, custom, start, end, files)
+        files = [p / Path(f).name for f in meta.get("relative_file_paths", [])]
+        return Bag(p, True, str(meta.get("storage_identifier", "")), topics, custom, start, end, files)
     finally:
         reader.close()
 
 
 def _metadata(p: Path) -> dict:
+    """metadata.yaml's rosbag2_bagfile_information; BagError naming the file if it is not rosbag2 metadata."""
     import yaml
 
-    return (yaml.safe_load((p / "metadata.yaml").read_text()) or {}).get("rosbag2_bagfile_information", {})
+    meta = p / "metadata.yaml"
+    try:
+        data = yaml.safe_load(meta.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise BagError(f"{meta}: not rosbag2 metadata (it looks like {looks_like(file_head(meta))})") from None
+    except yaml.YAMLError as exc:
+        raise BagError(f"{meta}: not valid YAML ({one_line(str(getattr(exc, 'problem', None) or exc))})") from None
+    info = data.get("rosbag2_bagfile_information") if isinstance(data, dict) else None
+    if not isinstance(info, dict):
+        raise BagError(f"{meta}: not rosbag2 metadata (no rosbag2_bagfile_information mapping)")
+    return info
 
 
 def _complete_messages(bag: Bag, wanted: set[str] | None) -> Iterator[BagMessage]:

@@ -26,9 +26,12 @@ def _fmt(v) -> str:
 
 
 def hdf5_summary(path: str | Path) -> dict:
-    import h5py
+    """One row of the episodes table; EpisodeFormatError naming the file if it is not an ALOHA HDF5 episode."""
+    from cosmos_policy_ros.data.aloha_hdf5 import EpisodeFormatError, open_episode
 
-    with h5py.File(path, "r") as f:
+    with open_episode(path) as f:
+        if "action" not in f:
+            raise EpisodeFormatError(f"{path}: missing dataset /action (not an ALOHA HDF5 episode)")
         T = len(f["action"])
         rate = float(f.attrs.get("rate_hz", 50.0))
         cams = sorted(f["observations/images"]) if "observations/images" in f else []
@@ -48,13 +51,14 @@ SUMMARY_COLUMNS = ["file", "episode", "kind", "task", "outcome", "value", "steps
 
 def plot_episode(path: str | Path, png: str | Path) -> Path:
     """qpos (solid) and action (dashed) of every joint, one panel per arm; saved as PNG."""
-    import h5py
     import matplotlib
+
+    from cosmos_policy_ros.data.aloha_hdf5 import open_episode
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with h5py.File(path, "r") as f:
+    with open_episode(path) as f:  # one line naming the file if it is missing or not HDF5
         qpos, act = f["observations/qpos"][()], f["action"][()]
         rate = float(f.attrs.get("rate_hz", 50.0))
         title = (f"{Path(path).name}: {f.attrs.get('task', '')} {f.attrs.get('kind', '')} "

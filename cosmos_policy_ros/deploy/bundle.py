@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cosmos_policy_ros.config import ConfigError, share_dir
+from cosmos_policy_ros.errors import file_head, looks_like
 from cosmos_policy_ros.model.config import ModelConfig, load_model_config, model_config_from_dict
 
 MODEL_FILE = "model.safetensors"
@@ -112,11 +113,16 @@ def _read_folder(path: Path) -> tuple[Path, Path, dict]:
 def _read_json(path: Path, what: str) -> dict:
     """A JSON object from `path`, or one ConfigError naming the file."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} file not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable {what} ({exc})") from None
+    except UnicodeDecodeError:
+        kind = looks_like(file_head(path))
+        raise ConfigError(f"{path}: unreadable {what} (not JSON: it looks like {kind})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: unreadable {what} (not valid JSON: {exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: unreadable {what} ({exc.strerror or exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
     return data

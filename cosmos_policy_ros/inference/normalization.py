@@ -14,8 +14,10 @@ from typing import Mapping
 
 import numpy as np
 
+from cosmos_policy_ros.errors import CosmosError, file_head, looks_like
 
-class StatsError(ValueError):
+
+class StatsError(CosmosError, ValueError):
     """Statistics file is missing a key or has the wrong length."""
 
 
@@ -36,6 +38,8 @@ class DatasetStats:
                   source: str = "<dict>") -> "DatasetStats":
         if method not in ("min_max", "mean_std"):
             raise StatsError(f"{source}: unknown normalisation method {method!r}")
+        if not isinstance(d, Mapping):
+            raise StatsError(f"{source}: statistics must be a JSON object, got {type(d).__name__}")
         need = ("min", "max") if method == "min_max" else ("mean", "std")
         vals: dict[str, np.ndarray | None] = {}
         for kind in ("actions", "proprio"):
@@ -46,7 +50,10 @@ class DatasetStats:
                         raise StatsError(f"{source}: missing key {key!r}")
                     vals[key] = None
                     continue
-                arr = np.asarray(d[key], dtype=np.float64).reshape(-1)
+                try:
+                    arr = np.asarray(d[key], dtype=np.float64).reshape(-1)
+                except (TypeError, ValueError):
+                    raise StatsError(f"{source}: {key!r} must be a list of numbers, got {d[key]!r:.60}") from None
                 if dim is not None and arr.shape[0] != dim:
                     raise StatsError(f"{source}: {key!r} has {arr.shape[0]} entries, expected {dim}")
                 if not np.all(np.isfinite(arr)):
@@ -63,11 +70,16 @@ class DatasetStats:
     def load(cls, path: str | Path, method: str = "min_max", dim: int | None = None) -> "DatasetStats":
         path = Path(path)
         try:
-            d = json.loads(path.read_text())
+            d = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise StatsError(f"{path}: statistics file not found") from None
+        except UnicodeDecodeError:
+            what = looks_like(file_head(path))
+            raise StatsError(f"{path}: not a JSON statistics file (it looks like {what})") from None
         except json.JSONDecodeError as exc:
             raise StatsError(f"{path}: not valid JSON ({exc})") from None
+        except OSError as exc:
+            raise StatsError(f"{path}: cannot read statistics ({exc.strerror or exc})") from None
         return cls.from_dict(d, method, dim, str(path))
 
     def to_dict(self) -> dict:

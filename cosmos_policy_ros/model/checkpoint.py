@@ -10,12 +10,16 @@ with the first bad key.
 from __future__ import annotations
 
 import json
+import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Mapping
 
 import torch
 from torch import nn
+
+from cosmos_policy_ros.errors import CosmosError, clean, file_head, looks_like
 
 _WRAPPERS = ("model", "state_dict", "net", "ema", "module")
 _DROP_PARTS = ("._checkpoint_wrapped_module", "_checkpoint_wrapped_module.", "._orig_mod", "_orig_mod.")
@@ -25,8 +29,14 @@ OPTIONAL_BUFFERS = (
 )
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(CosmosError, RuntimeError):
     """A checkpoint cannot be read or does not fit the model; the message is one line."""
+
+
+SAFETENSORS, TORCH_ZIP, PICKLE = "a safetensors file", "a zip archive (torch.save)", "a Python pickle"
+_READABLE = (SAFETENSORS, TORCH_ZIP, PICKLE)  # looks_like() answers this module reads
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_WEIGHTS_ONLY = re.compile(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -34,30 +44,73 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    is_zip = head[:4] == b"PK\x03\x04"
+    kind = looks_like(file_head(path))
+    where = f"{path}: cannot read checkpoint"
+    if path.suffix == ".safetensors" and kind != SAFETENSORS:
+        raise CheckpointError(f"{where}: not a safetensors file (it looks like {kind})")
+    if kind not in _READABLE:
+        raise CheckpointError(f"{where}: expected safetensors or a torch.save .pt/.pth file, it looks like {kind}")
     try:
-        if path.suffix == ".safetensors" or (not is_zip and _looks_like_safetensors(head)):
+        if kind == SAFETENSORS:
             from safetensors.torch import load_file
             sd = load_file(str(path))
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # protocol warnings for foreign pickles
-                sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=is_zip)
-    except CheckpointError:
-        raise
+                sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=kind == TORCH_ZIP)
     except Exception as exc:  # truncated zip, foreign pickle, bad header ...
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {msg[:200]})") from None
+        raise CheckpointError(f"{where}: {load_failure(exc, path, kind)}") from None
     return _unwrap(sd, str(path))
 
 
-def _looks_like_safetensors(head: bytes) -> bool:
-    if len(head) < 9:
-        return False
-    n = int.from_bytes(head[:8], "little")
-    return 0 < n < 100_000_000 and head[8:9] == b"{"
+def load_failure(exc: BaseException, path: Path, kind: str) -> str:
+    """Why safetensors or torch.load(weights_only=True) could not read ``path`` (a ``looks_like`` kind), briefly.
+
+    torch's refusal is a paragraph with ANSI escapes that suggests weights_only=False; this says
+    instead which pickled object was refused (nothing was executed) or that the file is cut short.
+    """
+    text = clean(str(exc))
+    found = _UNSUPPORTED_GLOBAL.search(text)
+    name = found.group(1) if found else (pickled_global(path) if kind == PICKLE else None)
+    if name:
+        return f"it holds a pickled Python object ({name}), not only tensors: refused, nothing was executed"
+    found = _WEIGHTS_ONLY.search(text)
+    if found:
+        return f"refused by torch.load(weights_only=True): {found.group(1).strip() or 'not a tensors-only file'}"
+    label = {SAFETENSORS: "safetensors file", TORCH_ZIP: "torch.save file", PICKLE: "pickle"}.get(kind, "file")
+    first = text.split(". ")[0].removeprefix("Error while deserializing header: ")[:200]
+    return f"truncated or corrupt {label} ({type(exc).__name__}: {first or 'no details'})"
+
+
+class _FirstForeignGlobal(pickle.Unpickler):
+    """Walks a pickle without building any object but plain containers and stand-ins.
+
+    find_class never returns a real callable: torch's own names (tensor rebuild functions) get a
+    harmless stand-in, anything else stops the walk naming itself. So nothing in the file can run.
+    """
+
+    class Found(Exception):
+        pass
+
+    def find_class(self, module: str, name: str):
+        if module.split(".")[0] == "torch" or (module, name) in (("collections", "OrderedDict"), ("_codecs", "encode")):
+            return lambda *args, **kwargs: None
+        raise self.Found(f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        return None
+
+
+def pickled_global(path: Path) -> str | None:
+    """The first importable name other than torch's a pickle file refers to (None: none, or unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            _FirstForeignGlobal(f).load()
+    except _FirstForeignGlobal.Found as found:
+        return str(found)
+    except Exception:  # noqa: BLE001 - truncated or not a pickle: nothing to name
+        return None
+    return None
 
 
 def _unwrap(obj, where: str) -> dict[str, torch.Tensor]:
@@ -75,15 +128,19 @@ def _unwrap(obj, where: str) -> dict[str, torch.Tensor]:
     return dict(obj)
 
 
-def normalize_keys(sd: Mapping[str, torch.Tensor], ema: bool = False,
-                   prefixes: tuple[str, ...] = ("net.",)) -> dict[str, torch.Tensor]:
-    """Strip upstream prefixes and wrapper names; pick EMA (`net_ema.`) or regular (`net.`) weights."""
+def normalize_keys(sd: Mapping[str, torch.Tensor], ema: bool = False, prefixes: tuple[str, ...] = ("net.",),
+                   where: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Strip upstream prefixes and wrapper names; pick EMA (`net_ema.`) or regular (`net.`) weights.
+
+    ``where`` (the file) begins the error message when EMA weights are asked for and absent.
+    """
     out: dict[str, torch.Tensor] = {}
     has_net = any(k.startswith(p) for k in sd for p in prefixes)
     ema_prefixes = tuple(p.rstrip(".") + "_ema." for p in prefixes)
     has_ema = any(k.startswith(ema_prefixes) for k in sd)
     if ema and not has_ema:
-        raise CheckpointError("EMA weights requested but the checkpoint has no 'net_ema.' keys")
+        raise CheckpointError(f"{where}: EMA weights requested but the file has no "
+                              f"{' / '.join(repr(p) for p in ema_prefixes)} keys")
     want = ema_prefixes if ema else prefixes
     for k, v in sd.items():
         if k.endswith("_extra_state"):
@@ -124,7 +181,7 @@ def load_into(model: nn.Module, path: str | Path, ema: bool = False,
               prefixes: tuple[str, ...] = ("net.",)) -> dict[str, int]:
     """Read, normalise, check and strictly load a checkpoint into `model`. Returns a small summary."""
     raw = read_state_dict(path)
-    sd = normalize_keys(raw, ema=ema, prefixes=prefixes)
+    sd = normalize_keys(raw, ema=ema, prefixes=prefixes, where=str(path))
     check_state_dict(model, sd, str(path))
     full = dict(model.state_dict())
     for k in full:

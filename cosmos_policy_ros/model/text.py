@@ -14,8 +14,16 @@ from typing import Mapping
 
 import torch
 
+from cosmos_policy_ros.errors import CosmosError, file_head, looks_like
 
-class UnknownInstructionError(KeyError):
+from .checkpoint import PICKLE, SAFETENSORS, TORCH_ZIP, load_failure
+
+
+class EmbeddingsError(CosmosError, ValueError):
+    """A T5 embeddings file cannot be read or holds something else than instruction -> tensor (one line)."""
+
+
+class UnknownInstructionError(CosmosError, KeyError):
     """The instruction has no precomputed embedding."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -33,19 +41,30 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
         try:
             return self._ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a T5 embedding file") from None
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}") from None
 
 
 def _read(path: Path) -> Mapping[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        return load_file(str(path))
-    with open(path, "rb") as f:
-        zip_file = f.read(4) == b"PK\x03\x04"
-    if zip_file:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    with open(path, "rb") as f:
-        return _TensorOnlyUnpickler(f).load()
+    """The file's table; EmbeddingsError naming the file if it is none of the three formats or cannot be read."""
+    kind = looks_like(file_head(path))
+    if kind not in (SAFETENSORS, TORCH_ZIP, PICKLE) or (path.suffix == ".safetensors" and kind != SAFETENSORS):
+        raise EmbeddingsError(f"{path}: not a T5 embeddings file (expected a torch.save dict, a pickle or "
+                              f".safetensors; it looks like {kind})")
+    try:
+        if kind == SAFETENSORS:
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        if kind == TORCH_ZIP:
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            return _TensorOnlyUnpickler(f).load()
+    except pickle.UnpicklingError as exc:
+        if str(exc).startswith("refusing to load "):  # ours: names the object; nothing was executed
+            raise EmbeddingsError(f"{path}: not a T5 embeddings file ({exc}: only tensors are read, "
+                                  "nothing was executed)") from None
+        raise EmbeddingsError(f"{path}: not a T5 embeddings file ({load_failure(exc, path, kind)})") from None
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt: one line naming the file
+        raise EmbeddingsError(f"{path}: not a T5 embeddings file ({load_failure(exc, path, kind)})") from None
 
 
 class T5EmbeddingStore:
@@ -56,24 +75,24 @@ class T5EmbeddingStore:
         self._table: dict[str, torch.Tensor] = {}
         for k, v in table.items():
             if not isinstance(k, str) or not isinstance(v, torch.Tensor):
-                raise ValueError(f"{source}: entries must be str -> tensor, got {type(k).__name__} -> {type(v).__name__}")
+                raise EmbeddingsError(f"{source}: entries must be str -> tensor, "
+                                 f"got {type(k).__name__} -> {type(v).__name__}")
             if v.ndim == 3 and v.shape[0] == 1:
                 v = v[0]
             if v.ndim != 2:
-                raise ValueError(f"{source}: embedding for {k!r} has shape {tuple(v.shape)}, expected (1, L, D) or (L, D)")
+                raise EmbeddingsError(f"{source}: embedding for {k!r} has shape {tuple(v.shape)}, "
+                                 "expected (1, L, D) or (L, D)")
             self._table[k] = v
 
     @classmethod
     def load(cls, path: str | Path) -> "T5EmbeddingStore":
         path = Path(path)
-        try:
-            table = _read(path)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: T5 embedding file not found") from None
-        except Exception as exc:
-            raise ValueError(f"{path}: cannot read T5 embeddings ({type(exc).__name__}: {exc})") from None
+        if not path.is_file():
+            raise EmbeddingsError(f"{path}: T5 embeddings file not found")
+        table = _read(path)
         if not isinstance(table, Mapping):
-            raise ValueError(f"{path}: expected a dict instruction -> tensor, got {type(table).__name__}")
+            raise EmbeddingsError(f"{path}: not a T5 embeddings file (expected a dict instruction -> tensor, "
+                                  f"got {type(table).__name__})")
         return cls(table, str(path))
 
     def save(self, path: str | Path) -> None:

@@ -17,6 +17,7 @@ import sys
 
 from cosmos_policy_ros import config as cfg
 from cosmos_policy_ros import graph as graph_mod
+from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line, run_main
 from cosmos_policy_ros.ros_env import local_ros_env
 from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
 
@@ -24,7 +25,8 @@ from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
 TOOLS: dict[str, tuple[str, str]] = {
     "demo": ("cosmos_policy_ros.demo", "run the simulated ALOHA demo and report what it measured"),
     "gen-demos": ("cosmos_policy_ros.train.demos", "write scripted sim demonstrations as ALOHA HDF5 episodes"),
-    "train": ("cosmos_policy_ros.train.cli", "train / resume / export a Cosmos Policy checkpoint (policy, world, value)"),
+    "train": ("cosmos_policy_ros.train.cli",
+              "train / resume / export a Cosmos Policy checkpoint (policy, world, value)"),
     "eval": ("cosmos_policy_ros.evaluation.cli",
              "seeded in-process sim evaluation: success rate + Wilson CI + PNG strips"),
     "convert": ("cosmos_policy_ros.data.convert_cmd", "episode bags -> ALOHA HDF5 episodes + dataset statistics"),
@@ -76,7 +78,8 @@ def cmd_up(ns) -> int:
     if ns.domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(ns.domain_id)
     print(f"cosmos-aloha: mode {ns.mode} ({'simulated ALOHA' if sim else 'real robot'}), "
-          f"ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0')}, discovery={env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'default')}",
+          f"ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0')}, "
+          f"discovery={env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'default')}",
           flush=True)
     sup = Supervisor([(s.key, python_module_argv(s.module, s.ros_args())) for s in specs], env=env,
                      grace_s=ns.grace)
@@ -112,11 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in TOOLS:  # tools parse their own arguments (options first included)
-        try:
-            return int(importlib.import_module(TOOLS[argv[0]][0]).main(argv[1:]) or 0)
-        except cfg.ConfigError as exc:
-            print(f"cosmos-aloha {argv[0]}: {exc}", file=sys.stderr)
-            return 2
+        # a project or OS error a tool does not report itself: one line naming the file, exit 2
+        tool = importlib.import_module(TOOLS[argv[0]][0])
+        return run_main(tool.main, argv[1:], prog=f"cosmos-aloha {argv[0]}", code=2)
     parser = build_parser()
     ns, extra = parser.parse_known_args(argv)
     if extra:  # name:=value after an option lands here (argparse does not intermix positionals)
@@ -125,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         ns.assignments = list(ns.assignments) + extra
     try:
         return int(ns.func(ns) or 0)
-    except cfg.ConfigError as exc:
-        print(f"cosmos-aloha: {exc}", file=sys.stderr)
+    except EXPECTED_ERRORS as exc:
+        print(f"cosmos-aloha: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -10,11 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from cosmos_policy_ros.config import ConfigError
-from cosmos_policy_ros.data.bag_reader import BagError, open_bag
-from cosmos_policy_ros.data.manifest import ManifestError
+from cosmos_policy_ros.data.bag_reader import open_bag
 from cosmos_policy_ros.data.report import table
 from cosmos_policy_ros.data.session import repair_bag
+from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
             rows = [{"topic": t, "type": i.msgtype, "count": i.count,
                      "rate_hz": i.count / span if span > 0 else float("nan")} for t, i in sorted(bag.topics.items())]
             print(table(rows, ["topic", "type", "count", "rate_hz"]))
-    except (BagError, ManifestError, ConfigError, OSError) as exc:
-        print(f"cosmos-aloha bag-info: {exc}", file=sys.stderr)
+    except EXPECTED_ERRORS as exc:  # BagError, ManifestError, ConfigError, OSError
+        print(f"cosmos-aloha bag-info: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, prog="cosmos-aloha bag-info"))

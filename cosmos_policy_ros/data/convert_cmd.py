@@ -14,10 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from cosmos_policy_ros.config import ConfigError
-from cosmos_policy_ros.data.bag_reader import BagError
-from cosmos_policy_ros.data.manifest import ManifestError, find_manifest_record
+from cosmos_policy_ros.data.manifest import find_manifest_record
 from cosmos_policy_ros.data.session import repair_bag
+from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line, run_main
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = EpisodeSpec(AlohaRobot.from_yaml(ns.robot_config), load_cameras(ns.camera_config))
         repair_interrupted_bags(find_bags(ns.bags))
         infos = convert_bags(ns.bags, ns.output, spec, settings, progress=not ns.no_progress)
-    except (BagError, ManifestError, ConfigError, OSError) as exc:
-        print(f"cosmos-aloha convert: {exc}", file=sys.stderr)
+    except EXPECTED_ERRORS as exc:  # BagError, ManifestError, ConfigError, EpisodeFormatError, OSError
+        print(f"cosmos-aloha convert: {one_line(exc)}", file=sys.stderr)
         return 1
     print(table([hdf5_summary(i.path) for i in infos], SUMMARY_COLUMNS))
     if ns.plot:
@@ -84,4 +83,4 @@ def repair_interrupted_bags(bags: list[Path]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, prog="cosmos-aloha convert"))

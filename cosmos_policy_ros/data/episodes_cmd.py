@@ -22,10 +22,10 @@ from cosmos_policy_ros.data.manifest import (
     EpisodeLock,
     EpisodeRecord,
     Manifest,
-    ManifestError,
     normalise_label,
 )
 from cosmos_policy_ros.data.report import SUMMARY_COLUMNS, hdf5_summary, plot_episode, table
+from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         if not files:
             raise ConfigError(f"{path}: neither a recorder bag_dir ({MANIFEST_NAME}) nor HDF5 episodes")
         print(table([hdf5_summary(f) for f in files], SUMMARY_COLUMNS))
-    except (ManifestError, ConfigError, OSError, KeyError) as exc:
-        print(f"cosmos-aloha episodes: {exc}", file=sys.stderr)
+    except (KeyError, *EXPECTED_ERRORS) as exc:  # ManifestError, ConfigError, EpisodeFormatError, OSError
+        print(f"cosmos-aloha episodes: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
 
@@ -79,4 +79,4 @@ def print_manifest(m: Manifest) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, prog="cosmos-aloha episodes"))

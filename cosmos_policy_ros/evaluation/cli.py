@@ -17,6 +17,7 @@ import torch
 from cosmos_policy_ros import config as cfg
 from cosmos_policy_ros import demo
 from cosmos_policy_ros.deploy.planner_config import DEFAULT_PLANNER_CONFIG, PlannerConfig
+from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line, run_main
 from cosmos_policy_ros.evaluation.in_process import PolicyFn, engine_from_dir, engine_policy, evaluate, planner_policy
 from cosmos_policy_ros.inference.value import METHODS as VALUE_METHODS
 
@@ -57,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(ns.threads)
     try:
         eng, meta = engine_from_dir(ns.policy, planning=ns.planning or None)
-    except (FileNotFoundError, ValueError, cfg.ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, *EXPECTED_ERRORS) as exc:  # config, checkpoint, statistics, embeddings: one line
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     lay = eng.cfg.layout
     plans: list[dict] = []
@@ -101,4 +102,4 @@ def _report_plans(plans: list[dict], out: str | None) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main, prog="cosmos-aloha eval", code=2))

@@ -9,8 +9,10 @@ import sys
 
 import torch
 
+from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line
+
 from . import checkpoint as ckpt
-from .config import ConfigError, load_model_config
+from .config import load_model_config
 from .dit import CosmosDiT
 
 
@@ -27,8 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keys: {s['keys']}")
         print(f"params: {s['params']:,}")
         print("dtypes: " + ", ".join(f"{k}={v}" for k, v in s["dtypes"].items()))
-        print("prefixes: " + ", ".join(f"{k}{v}" if k.endswith('.') else f"{k}" for k, v in s["top_level_prefixes"].items()))
-        net_sd = ckpt.normalize_keys(raw, ema=args.ema)
+        print("prefixes: " + ", ".join(f"{k}{v}" if k.endswith('.') else f"{k}"
+                                       for k, v in s["top_level_prefixes"].items()))
+        net_sd = ckpt.normalize_keys(raw, ema=args.ema, where=args.path)
         guess = ckpt.guess_dit_config(net_sd)
         if guess is None:
             print("config guess: no Cosmos DiT weights recognised")
@@ -43,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
                 net = CosmosDiT(cfg.dit)
             ckpt.check_state_dict(net, net_sd, args.path)
             print(f"fits {args.config}: yes (strict)")
-    except (ckpt.CheckpointError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except EXPECTED_ERRORS as exc:  # CheckpointError, ConfigError, an unreadable file: one line naming it
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     return 0
 

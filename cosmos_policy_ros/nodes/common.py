@@ -17,6 +17,7 @@ from typing import Any, Callable, Literal, Mapping
 from rcl_interfaces.msg import ParameterDescriptor
 
 from cosmos_policy_ros.config import ConfigError
+from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line
 
 _EXPECTED = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
@@ -74,7 +75,11 @@ def field_types(schema: type, *names: str) -> dict[str, Any]:
 def run_node(make_node: Callable, args: list[str] | None = None, executor_threads: int = 1,
              name: str | None = None, on_ready: Callable[[Any], None] | None = None,
              start_errors: tuple[type[BaseException], ...] = ()) -> int:
-    """Init rclpy, build the node, spin until Ctrl-C/SIGTERM; config errors exit 1 with one line.
+    """Init rclpy, build the node, spin until Ctrl-C/SIGTERM; a project error exits 1 with one line.
+
+    The line is ``[<node>] error: <message>`` (``errors.one_line``: no traceback, no ANSI escapes) for
+    every project error type (``errors.CosmosError``: a config, checkpoint, statistics or embeddings
+    file that cannot be used), an OSError (a file that cannot be opened) and a ValueError.
 
     ``on_ready(node)`` runs once the node is built and added to the executor, just before spinning:
     the start hook of a node that needs more than callbacks (the executor's loop thread).
@@ -117,9 +122,9 @@ def _run_node(make_node: Callable, args: list[str] | None, executor_threads: int
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ConfigError, ValueError, FileNotFoundError, *start_errors) as exc:
+    except (ConfigError, ValueError, *EXPECTED_ERRORS, *start_errors) as exc:
         label = node.get_name() if node is not None else (name or getattr(make_node, "__name__", "node"))
-        print(f"[{label}] error: {exc}", file=sys.stderr, flush=True)
+        print(f"[{label}] error: {one_line(exc)}", file=sys.stderr, flush=True)
         return 1
     finally:
         failed = bool(getattr(node, "failed", False))

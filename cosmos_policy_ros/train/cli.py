@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 
 from cosmos_policy_ros.deploy.bundle import resolve_bundle
+from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line, run_main
+from cosmos_policy_ros.model import checkpoint as model_ckpt
 from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_config_from_dict
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 
@@ -75,25 +77,32 @@ class Parent:
     """A bundle or training checkpoint a fine-tuning run starts from (resolved like the nodes do)."""
 
     def __init__(self, path: Path, model_cfg: ModelConfig, stats: dict, instruction: str,
-                 weights: dict[str, torch.Tensor]):
+                 weights: dict[str, torch.Tensor], weights_file: Path | None = None):
         self.path, self.model_cfg, self.stats, self.instruction, self.weights = (
             path, model_cfg, stats, instruction, weights)
+        self.weights_file = weights_file or path
 
     @classmethod
     def load(cls, path: str | Path) -> "Parent":
-        from safetensors.torch import load_file
-
         # run folder -> latest; policy.json or checkpoint.json; stats inline or beside; a bare weights
-        # file is refused there in one line (it carries no model config or statistics)
+        # file is refused there in one line (it carries no model config or statistics). A truncated or
+        # foreign weights file: CheckpointError naming it.
         b = resolve_bundle(path)
-        return cls(b.weights.parent, b.model_config, b.stats, b.instruction, load_file(str(b.weights)))
+        return cls(b.weights.parent, b.model_config, b.stats, b.instruction, model_ckpt.read_state_dict(b.weights),
+                   b.weights)
 
     def load_into(self, model) -> None:
-        """Net <- the parent's EMA weights (its deployed ones; raw weights if it has no EMA), VAE <- its VAE."""
+        """Net <- the parent's EMA weights (its deployed ones; raw weights if it has no EMA), VAE <- its VAE.
+
+        Weights that do not fit the parent's own model config: CheckpointError naming the first bad key.
+        """
         sd = {k[4:]: v for k, v in self.weights.items() if k.startswith("net.")}
         sd.update({k[8:]: v for k, v in self.weights.items() if k.startswith("net_ema.")})  # floats only
+        vae = {k[4:]: v for k, v in self.weights.items() if k.startswith("vae.")}
+        for module, part in ((model.net, sd), (model.vae, vae)):
+            model_ckpt.check_state_dict(module, part, str(self.weights_file), optional=())
         model.net.load_state_dict(sd)
-        model.vae.load_state_dict({k[4:]: v for k, v in self.weights.items() if k.startswith("vae.")})
+        model.vae.load_state_dict(vae)
 
 
 def resume(run: str | Path, device: str | None = None, overrides: dict | None = None) -> Trainer:
@@ -175,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"step {tr.step}, {tr.elapsed:.0f} s, loss {last.get('loss', float('nan')):.4f}, "
               f"checkpoint {ck.latest_checkpoint(ns.run)}")
         return 0
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, *EXPECTED_ERRORS) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main, prog="cosmos-aloha train", code=2))

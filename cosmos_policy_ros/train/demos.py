@@ -14,6 +14,7 @@ from typing import Sequence
 
 from cosmos_policy_ros.data.aloha_hdf5 import read_episode, write_episode
 from cosmos_policy_ros.data.stats import compute_statistics, write_statistics
+from cosmos_policy_ros.errors import run_main
 
 INSTRUCTIONS = {
     "transfer_cube": "pick up the red cube with the right arm and hand it over to the left arm",
@@ -74,4 +75,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main, prog="cosmos-aloha gen-demos"))

@@ -6,6 +6,8 @@ step(), joint_state(side) -> sensor_msgs/JointState in the xs_sdk layout, render
 In-process users (demo generation, tests) use the 14-D policy space directly: step(action14).
 Bad commands raise ValueError with one line and leave the simulation untouched, so a node can log
 and keep running. All public methods hold one lock, so callbacks from several threads are safe.
+A node that must keep stepping while it renders (rendering takes tens of ms on a CPU) copies the
+state under the lock (snapshot) and renders the copy without it (render_snapshot, one thread only).
 """
 from __future__ import annotations
 
@@ -38,6 +40,19 @@ class JointStateSample:
     position: np.ndarray
     velocity: np.ndarray
     effort: np.ndarray
+
+
+@dataclass(frozen=True)
+class SimSnapshot:
+    """The state that decides what the cameras see, copied under the lock (``SimAloha.snapshot``)."""
+
+    task: str
+    time: float
+    qpos: np.ndarray
+    qvel: np.ndarray
+    act: np.ndarray
+    mocap_pos: np.ndarray
+    mocap_quat: np.ndarray
 
 
 @dataclass
@@ -92,6 +107,7 @@ class SimAloha:
         self.cameras = tuple(self.wc.cameras)
         self._lock = threading.RLock()
         self._worlds: dict[str, tuple] = {}
+        self._scratch: dict[str, mujoco.MjData] = {}  # per task: the state render_snapshot draws
         self.task_name = ""
         self.seed: int | None = None
         self._load(task)
@@ -207,8 +223,7 @@ class SimAloha:
             if action14 is not None:
                 self.apply_action(action14)
             m, d = self.model, self.data
-            for _ in range(self.wc.physics.substeps):
-                mujoco.mj_step(m, d)
+            mujoco.mj_step(m, d, nstep=self.wc.physics.substeps)  # one call: one GIL hand-over, not ten
             mujoco.mj_forward(m, d)  # contacts and camera poses for the state we report
             self.step_count += 1
             self._stage = self.task.stage(d)
@@ -273,8 +288,7 @@ class SimAloha:
         """True once the episode has reached the final stage (ACT counts the highest reward reached)."""
         return self.max_stage >= MAX_STAGE
 
-    def render(self, cameras=None, width: int | None = None, height: int | None = None) -> dict[str, np.ndarray]:
-        """Images of the named cameras (default: all four real-robot cameras), HxWx3 uint8 RGB."""
+    def _render_args(self, cameras, width: int | None, height: int | None) -> tuple[list[str], int, int]:
         cams = self.cameras if cameras is None else ([cameras] if isinstance(cameras, str) else list(cameras))
         w = int(width or self.width)
         h = int(height or self.height)
@@ -282,8 +296,38 @@ class SimAloha:
             raise ValueError(f"image {w}x{h} exceeds the offscreen buffer "
                              f"{self.model.vis.global_.offwidth}x{self.model.vis.global_.offheight}; "
                              "pass width/height to SimAloha()")
+        return cams, h, w
+
+    def render(self, cameras=None, width: int | None = None, height: int | None = None) -> dict[str, np.ndarray]:
+        """Images of the named cameras (default: all four real-robot cameras), HxWx3 uint8 RGB."""
+        cams, h, w = self._render_args(cameras, width, height)
         with self._lock:
             return self.renderer.render(self.data, cams, h, w)
+
+    def snapshot(self) -> SimSnapshot:
+        """The current state, for ``render_snapshot``: a few small array copies under the lock."""
+        with self._lock:
+            d = self.data
+            return SimSnapshot(task=self.task_name, time=float(d.time), qpos=d.qpos.copy(), qvel=d.qvel.copy(),
+                               act=d.act.copy(), mocap_pos=d.mocap_pos.copy(), mocap_quat=d.mocap_quat.copy())
+
+    def render_snapshot(self, snap: SimSnapshot, cameras=None, width: int | None = None,
+                        height: int | None = None) -> dict[str, np.ndarray]:
+        """``render`` of a snapshot, without the lock: physics and commands go on meanwhile.
+
+        Call it from one thread only (it owns the GL contexts and a scratch MjData per task), and
+        not alongside ``render``. The images equal ``render``'s of the state the snapshot was taken in.
+        """
+        cams, h, w = self._render_args(cameras, width, height)
+        model, _, _, renderer = self._worlds[snap.task]
+        d = self._scratch.get(snap.task)
+        if d is None:
+            d = self._scratch[snap.task] = mujoco.MjData(model)
+        d.time = snap.time
+        d.qpos[:], d.qvel[:], d.act[:] = snap.qpos, snap.qvel, snap.act
+        d.mocap_pos[:], d.mocap_quat[:] = snap.mocap_pos, snap.mocap_quat
+        mujoco.mj_forward(model, d)  # body, camera and light poses, as step() leaves them
+        return renderer.render(d, cams, h, w)
 
     def close(self) -> None:
         for _, _, _, r in self._worlds.values():

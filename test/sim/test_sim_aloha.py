@@ -157,3 +157,19 @@ def test_wrist_images_change_when_the_arm_moves(sim):
 def test_oversized_render_is_rejected(sim):
     with pytest.raises(ValueError, match="exceeds the offscreen buffer"):
         sim.render(["cam_high"], width=4000, height=3000)
+
+
+def test_snapshot_renders_the_state_it_was_taken_in_while_physics_goes_on(sim):
+    sim.reset("transfer_cube", 0)
+    sim.apply_arm_command("left", START + np.array([0.4, 0.0, 0.0, 0.0, 0.3, 0.0]))
+    for _ in range(20):
+        sim.step()
+    cams = ["cam_left_wrist", "cam_high"]
+    snap = sim.snapshot()
+    now = sim.render(cams, width=320, height=240)
+    for _ in range(20):  # the arm moves on after the snapshot
+        sim.step()
+    later = sim.render_snapshot(snap, cams, width=320, height=240)
+    for cam in cams:
+        assert np.array_equal(later[cam], now[cam]), cam
+    assert not np.array_equal(sim.render(cams, width=320, height=240)["cam_left_wrist"], now["cam_left_wrist"])

@@ -25,16 +25,16 @@ GRAPH = {
 def _cli(tmp_path: Path, *args: str) -> subprocess.Popen:
     graph = tmp_path / "graph.yaml"
     graph.write_text(yaml.safe_dump(GRAPH, sort_keys=False))
-    return subprocess.Popen([sys.executable, "-m", "cosmos_policy_ros.cli", "up", "watch", "--graph", str(graph), *args],
+    return subprocess.Popen([sys.executable, "-m", "cosmos_policy_ros.cli", "up", "watch", "--graph", str(graph),
+                             *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
 
 
 def test_cli_starts_graph_and_stops_cleanly_on_ctrl_c(tmp_path, ros_context):
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-
     from helpers import spin_until
+    from rclpy.executors import SingleThreadedExecutor
 
     proc = _cli(tmp_path)
     node = rclpy.create_node("cli_test_listener", context=ros_context)

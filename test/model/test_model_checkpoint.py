@@ -3,13 +3,11 @@ import pickle
 
 import pytest
 import torch
+from model_fixtures import CONFIG_DIR
 
 from cosmos_policy_ros.model import checkpoint as ckpt
 from cosmos_policy_ros.model.checkpoint_cli import main as cli_main
-from cosmos_policy_ros.model.dit import CosmosDiT
 from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
-
-from model_fixtures import CONFIG_DIR
 
 
 def _fresh(cfg):

@@ -3,11 +3,10 @@ import pickle
 
 import pytest
 import torch
+from model_fixtures import CONFIG_DIR
 
 from cosmos_policy_ros.model.config import ConfigError, load_model_config
 from cosmos_policy_ros.model.text import T5EmbeddingStore, UnknownInstructionError
-
-from model_fixtures import CONFIG_DIR
 
 
 def _table():

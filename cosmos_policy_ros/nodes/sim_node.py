@@ -2,9 +2,18 @@
 
 Publishes what the Interbotix xs_sdk and realsense2_camera publish (follower joint_states in the
 xs_sdk layout, rgb8 images on /<cam>/camera/color/image_rect_raw) and obeys the driver's command
-topics (JointGroupCommand "arm" in rad, JointSingleCommand "gripper" in gripper-motor rad). Physics
-and rendering run in one dedicated thread (MuJoCo GL contexts are bound to their thread); command
-callbacks only set targets. Bad commands are logged in one line and ignored; the sim keeps running.
+topics (JointGroupCommand "arm" in rad, JointSingleCommand "gripper" in gripper-motor rad). Bad
+commands are logged in one line and ignored; the sim keeps running.
+
+Threads: physics and rendering each have their own, so joint states keep their rate (one per 50 Hz
+step, as the executor's 0.5 s joint-state watchdog expects) whatever the images cost:
+  sim         step -> joint_states (+ /clock) -> every k-th step hand a snapshot to the renderer
+  sim-render  owns the MuJoCo GL contexts; renders the newest snapshot, publishes the images
+  executor    command callbacks set targets; status timer; reset service
+In wall time a snapshot the renderer has not started yet is replaced by the next (images may come
+slower than camera_rate_hz on a busy CPU; physics never waits). In fast and lockstep time the sim
+waits for each image set, so every k-th simulated step has its images, as before. Measured:
+bench/bench_sim_rate.py, docs/sim.md.
 Parameters time_mode, task, seed, width, height, camera_rate_hz and cameras (comma-separated) override
 config/sim_node.yaml when set. Status on topics.SIM_STATUS, episode reset on topics.SIM_RESET.
 """
@@ -32,6 +41,48 @@ from cosmos_policy_ros.perception.cameras import load_cameras
 from cosmos_policy_ros.perception.image_codec import fill_image
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.srv import ResetEpisode
+
+
+class FrameSlot:
+    """A one-place mailbox from the physics thread to the render thread; a newer item replaces an older one."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item = None
+        self._busy = False  # the render thread took an item and has not finished it
+        self._closed = False
+        self.replaced = 0  # items dropped unrendered because a newer one came first
+
+    def put(self, item) -> None:
+        with self._cond:
+            if self._item is not None:
+                self.replaced += 1
+            self._item = item
+            self._cond.notify_all()
+
+    def take(self, timeout: float):
+        """The newest item (None after ``timeout`` or once closed); call ``done`` when it is finished."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
+            item, self._item = self._item, None
+            self._busy = item is not None
+            return item
+
+    def done(self) -> None:
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+    def wait_empty(self, timeout: float) -> bool:
+        """Until the render thread has finished every item put (False on timeout or when closed)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._closed or (self._item is None and not self._busy), timeout) \
+                and not self._closed
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
 
 @dataclass
@@ -71,6 +122,7 @@ class SimNode(Node):
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._running = True
+        self._frames = FrameSlot()  # (snapshot, stamp) from the physics thread to the render thread
         self._cmd_lock = threading.Lock()
         self._fresh = {"left": False, "right": False}
         self._cmd_event = threading.Event()
@@ -94,10 +146,15 @@ class SimNode(Node):
         self.create_service(ResetEpisode, topics.SIM_RESET, self._on_reset)
         self.create_timer(1.0 / self.cfg.status_rate_hz, self._publish_status)
 
-        self._thread = threading.Thread(target=self._loop, name="sim", daemon=True)
-        self._thread.start()
+        # A thread that wants the GIL waits up to the switch interval (default 5 ms) while another runs
+        # Python (image conversion, command callbacks); the physics thread takes it several times a step.
+        sys.setswitchinterval(0.001)
+        self._render_thread = threading.Thread(target=self._render_main, name="sim-render", daemon=True)
+        self._render_thread.start()
         if not self._ready.wait(timeout=120) or self._error is not None:
             raise ValueError(f"simulation failed to start: {self._error}")
+        self._thread = threading.Thread(target=self._guarded, args=(self._run,), name="sim", daemon=True)
+        self._thread.start()
         self.get_logger().info(
             f"simulated ALOHA: task {self.cfg.task}, seed {self.sim.seed}, {self.cfg.time_mode} time, "
             f"{len(self.cfg.cameras)} cameras {self.cfg.width}x{self.cfg.height} at {self.cfg.camera_rate_hz:g} Hz")
@@ -151,32 +208,52 @@ class SimNode(Node):
         self.status_pub.publish(String(data=(
             f'{{"task": "{s.task_name}", "seed": {s.seed}, "step": {s.step_count}, "time": {s.time:.3f}, '
             f'"stage": {s.stage()}, "max_stage": {s.max_stage}, "success": {str(s.success()).lower()}, '
-            f'"bad_commands": {self.bad_commands}}}')))
+            f'"bad_commands": {self.bad_commands}, "frames_replaced": {self._frames.replaced}}}')))
 
-    # ---- simulation thread -------------------------------------------------------------------
-    def _loop(self) -> None:
+    # ---- render thread -----------------------------------------------------------------------
+    def _render_main(self) -> None:
         c = self.cfg
         try:
             self.sim = self._sim_cls(c.task, robot=self.robot, width=c.width, height=c.height)
             self.sim.reset(seed=None if c.seed < 0 else c.seed)
-            self.sim.render(c.cameras)  # create the GL context in this thread before declaring ready
+            self.sim.render_snapshot(self.sim.snapshot(), c.cameras)  # the GL contexts belong to this thread
         except BaseException as exc:  # noqa: BLE001 - reported by the constructor
             self._error = exc
             self._ready.set()
             return
         self._ready.set()
+        self._guarded(self._render_loop)
+
+    def _render_loop(self) -> None:
+        while self._running and self.context.ok():
+            item = self._frames.take(timeout=0.5)
+            if item is None:
+                continue
+            snap, stamp = item
+            try:
+                for cam, rgb in self.sim.render_snapshot(snap, self.cfg.cameras).items():
+                    img = fill_image(Image(), rgb)
+                    img.header.stamp = stamp
+                    img.header.frame_id = f"{cam}_color_optical_frame"
+                    self.img_pubs[cam].publish(img)
+            finally:
+                self._frames.done()
+
+    def _guarded(self, loop) -> None:
         try:
-            self._publish_observation(render=True)
-            self._run()
+            loop()
         except Exception as exc:  # noqa: BLE001
             if self._running and self.context.ok():
-                self.get_logger().fatal(f"simulation thread stopped: {exc!r}")
+                self.get_logger().fatal(f"simulation thread '{threading.current_thread().name}' stopped: {exc!r}")
                 self.failed = True  # run_node exits non-zero, so a supervisor sees the sim died
+                self._frames.close()
                 self.context.try_shutdown()
 
+    # ---- physics thread ------------------------------------------------------------------------
     def _run(self) -> None:
         c = self.cfg
         render_every = max(1, round(1.0 / (c.camera_rate_hz * self.sim.dt)))
+        self._publish_step(render=True)
         next_t = time.monotonic()
         while self._running and self.context.ok():
             if self._pending_reset is not None:
@@ -190,7 +267,7 @@ class SimNode(Node):
                     self._cmd_event.clear()
                     self._fresh = {k: False for k in self._fresh}
             self.sim.step()
-            self._publish_observation(render=self.sim.step_count % render_every == 0)
+            self._publish_step(render=self.sim.step_count % render_every == 0)
             if c.time_mode == "wall":
                 next_t += self.sim.dt
                 delay = next_t - time.monotonic()
@@ -199,7 +276,8 @@ class SimNode(Node):
                 elif delay < -0.25:  # far behind: do not try to catch up in a burst
                     next_t = time.monotonic()
 
-    def _publish_observation(self, render: bool) -> None:
+    def _publish_step(self, render: bool) -> None:
+        """Joint states (and /clock) of the step just taken; on a render step, its snapshot to the renderer."""
         sim_time = self.sim.time
         stamp = time_msg(sim_time) if self.clock_pub is not None else self.get_clock().now().to_msg()
         if self.clock_pub is not None:
@@ -211,17 +289,17 @@ class SimNode(Node):
             msg.header.stamp = stamp
             pub.publish(msg)
         if render:
-            for cam, rgb in self.sim.render(self.cfg.cameras).items():
-                img = fill_image(Image(), rgb)
-                img.header.stamp = stamp
-                img.header.frame_id = f"{cam}_color_optical_frame"
-                self.img_pubs[cam].publish(img)
+            self._frames.put((self.sim.snapshot(), stamp))
+            if self.cfg.time_mode != "wall":  # simulated time: every k-th step has its images
+                self._frames.wait_empty(timeout=30.0)
 
     def close(self) -> None:
         self._running = False
         self._cmd_event.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self._frames.close()
+        for thread in (self._thread, self._render_thread):
+            if thread.is_alive():
+                thread.join(timeout=5)
         if self.sim is not None:
             self.sim.close()
 

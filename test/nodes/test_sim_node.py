@@ -157,3 +157,61 @@ def test_sim_time_modes_publish_clock(mode, ros_context):
         proc.send_signal(2)
         out = proc.communicate(timeout=20)[0]
     assert f"{mode} time" in out
+
+
+def test_joint_states_keep_their_rate_under_command_flood_and_heavy_rendering(ros_context):
+    """Issue 18: joint states must not wait for rendering, nor for command traffic.
+
+    Four 640x480 cameras rendered at every 50 Hz step cost far more than 20 ms on a CPU, and both
+    arms get 50 Hz arm and gripper commands; the executor holds when a follower's joint states are
+    0.5 s old, so the largest gap must stay well under that and the rate near the sim's 50 Hz.
+    """
+    import rclpy
+    from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image, JointState
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cosmos_policy_ros.nodes.sim_node", "--ros-args", "-p", "camera_rate_hz:=50.0",
+         "-r", "__node:=test_sim_flood"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    node = rclpy.create_node("sim_flood_client", context=ros_context)
+    arrivals = {"left": [], "right": []}
+    images = []
+    for side in arrivals:
+        node.create_subscription(JointState, f"/follower_{side}/joint_states",
+                                 lambda m, s=side: arrivals[s].append(time.monotonic()),
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    node.create_subscription(Image, "/cam_high/camera/color/image_rect_raw", images.append, 2)
+    group = {s: node.create_publisher(JointGroupCommand, f"/follower_{s}/commands/joint_group", 10) for s in arrivals}
+    single = {s: node.create_publisher(JointSingleCommand, f"/follower_{s}/commands/joint_single", 10)
+              for s in arrivals}
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    seconds = 6.0
+    try:
+        from helpers import spin_until
+
+        assert spin_until(ex, lambda: images and all(len(v) >= 10 for v in arrivals.values()), timeout=90), \
+            "the sim node did not start publishing"
+        for v in arrivals.values():
+            v.clear()
+        t0 = next_t = time.monotonic()
+        while time.monotonic() < t0 + seconds:
+            for s in arrivals:  # what the executor sends every 20 ms
+                group[s].publish(JointGroupCommand(name="arm", cmd=[0.0, -0.96, 1.16, 0.0, -0.3, 0.0]))
+                single[s].publish(JointSingleCommand(name="gripper", cmd=0.8))
+            next_t += 0.02
+            while time.monotonic() < next_t:
+                ex.spin_once(timeout_sec=max(0.0, next_t - time.monotonic()))
+        window = time.monotonic() - t0
+    finally:
+        node.destroy_node()
+        proc.send_signal(2)
+        out = proc.communicate(timeout=30)[0]
+    for side, times in arrivals.items():
+        t = np.array([t0, *times, t0 + window])
+        gap, rate = np.diff(t).max(), len(times) / window
+        assert gap < 0.3, f"{side} joint states paused {gap:.2f} s (executor watchdog 0.5 s)\n{out}"
+        assert rate > 30.0, f"{side} joint states at {rate:.1f} Hz, the sim steps at 50 Hz\n{out}"

@@ -213,5 +213,6 @@ def test_joint_states_keep_their_rate_under_command_flood_and_heavy_rendering(ro
     for side, times in arrivals.items():
         t = np.array([t0, *times, t0 + window])
         gap, rate = np.diff(t).max(), len(times) / window
-        assert gap < 0.3, f"{side} joint states paused {gap:.2f} s (executor watchdog 0.5 s)\n{out}"
+        # the old node paused up to 1.01 s here; 0.45 s leaves room for a loaded CI machine, under the watchdog
+        assert gap < 0.45, f"{side} joint states paused {gap:.2f} s (executor watchdog 0.5 s)\n{out}"
         assert rate > 30.0, f"{side} joint states at {rate:.1f} Hz, the sim steps at 50 Hz\n{out}"

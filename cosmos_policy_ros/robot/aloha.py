@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros.robot.collision import CollisionConfig
 
 DEFAULT_ROBOT_CONFIG = "robot/aloha_interbotix.yaml"
 
@@ -58,6 +59,8 @@ class RobotConfig:
     poses: Poses
     arm_group_name: str = "arm"
     control_rate_hz: float = 50.0
+    # Geometry and margins of the collision guard (SafetyConfig.collision switches it; docs/executor.md).
+    collision: CollisionConfig = field(default_factory=CollisionConfig)
     source: str = field(default="<dict>", compare=False)
 
     def validate(self) -> None:
@@ -87,6 +90,7 @@ class RobotConfig:
                 raise cfg.ConfigError(f"poses.{pose_name}: {j}={pose[bad[0]]} is outside joint_limits.{j}")
         if self.velocity_limit <= 0 or self.control_rate_hz <= 0:
             raise cfg.ConfigError("velocity_limit and control_rate_hz must be positive")
+        self.collision.validate()
         g = self.gripper
         for kind in ("follower_position", "follower_joint", "leader_position", "leader_joint"):
             if getattr(g, f"{kind}_open") == getattr(g, f"{kind}_close"):

@@ -186,6 +186,8 @@ def test_sigkill_mid_episode_keeps_every_flushed_message(tmp_path, ros_context):
     try:
         want = {f"/{cam}/camera/color/image_rect_raw" for cam in CAMS} | {"/follower_left/joint_states"}
         assert c.spin(lambda: want <= set(c.latest().get("subscribed", [])), 90), c.latest()
+        # this client must be receiving too before the episode starts (discovery is slow on a loaded machine)
+        assert c.spin(lambda: len(seen) >= 10, 60), "the test client never received joint states"
         assert c.call(command="start", kind="policy").success
         # wait for a few flushes with data in them, then kill without warning
         assert c.spin(lambda: c.latest().get("flushes", 0) >= 4

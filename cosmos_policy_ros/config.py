@@ -8,6 +8,7 @@ file and the dotted key, so a lab sees ``config/robot/x.yaml: limits.shoulder: e
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from cosmos_policy_ros.errors import CosmosError
+from cosmos_policy_ros.errors import CosmosError, file_head, looks_like
 
 T = TypeVar("T")
 
@@ -177,3 +178,21 @@ def _key(prefix: str, name: str) -> str:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def read_json_object(path: Path, what: str, error: type[Exception] = ConfigError) -> dict:
+    """A JSON object from ``path``, or one ``error`` line naming the file and what it holds instead
+    (a pickle or an image passed where JSON belongs is named as such, never decoded)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {what} file not found") from None
+    except UnicodeDecodeError:
+        raise error(f"{path}: unreadable {what} (not JSON: it looks like {looks_like(file_head(path))})") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: unreadable {what} (not valid JSON: {exc})") from None
+    except OSError as exc:
+        raise error(f"{path}: unreadable {what} ({exc.strerror or exc})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
+    return data

@@ -15,12 +15,10 @@ take one type each. The module stays free of torch: nodes import it before they 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cosmos_policy_ros.config import ConfigError, share_dir
-from cosmos_policy_ros.errors import file_head, looks_like
+from cosmos_policy_ros.config import ConfigError, read_json_object, share_dir
 from cosmos_policy_ros.model.config import ModelConfig, load_model_config, model_config_from_dict
 
 MODEL_FILE = "model.safetensors"
@@ -107,25 +105,7 @@ def _read_folder(path: Path) -> tuple[Path, Path, dict]:
     if meta_file is None or not (path / MODEL_FILE).is_file():
         raise ConfigError(f"{path}: not a checkpoint folder (needs {MODEL_FILE} and {EXPORT_META_FILE} "
                           f"or {META_FILE})")
-    return path / MODEL_FILE, meta_file, _read_json(meta_file, "checkpoint metadata")
-
-
-def _read_json(path: Path, what: str) -> dict:
-    """A JSON object from `path`, or one ConfigError naming the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} file not found") from None
-    except UnicodeDecodeError:
-        kind = looks_like(file_head(path))
-        raise ConfigError(f"{path}: unreadable {what} (not JSON: it looks like {kind})") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: unreadable {what} (not valid JSON: {exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: unreadable {what} ({exc.strerror or exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: {what} must be a JSON object, got {type(data).__name__}")
-    return data
+    return path / MODEL_FILE, meta_file, read_json_object(meta_file, "checkpoint metadata")
 
 
 def _load_model_config(given: str, meta: dict, meta_file: Path | None) -> ModelConfig:
@@ -150,7 +130,7 @@ def _load_stats(given: str, meta: dict, meta_file: Path | None, folder: Path | N
         return meta["stats"], None
     else:
         path = folder / STATS_FILE
-    return _read_json(path, "statistics"), path
+    return read_json_object(path, "statistics"), path
 
 
 def _checkpoint_id(weights: Path, step) -> str:

@@ -7,14 +7,14 @@ normalisation stays finite (upstream would divide by zero).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from cosmos_policy_ros.errors import CosmosError, file_head, looks_like
+from cosmos_policy_ros.config import read_json_object
+from cosmos_policy_ros.errors import CosmosError
 
 
 class StatsError(CosmosError, ValueError):
@@ -68,18 +68,7 @@ class DatasetStats:
 
     @classmethod
     def load(cls, path: str | Path, method: str = "min_max", dim: int | None = None) -> "DatasetStats":
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise StatsError(f"{path}: statistics file not found") from None
-        except UnicodeDecodeError:
-            what = looks_like(file_head(path))
-            raise StatsError(f"{path}: not a JSON statistics file (it looks like {what})") from None
-        except json.JSONDecodeError as exc:
-            raise StatsError(f"{path}: not valid JSON ({exc})") from None
-        except OSError as exc:
-            raise StatsError(f"{path}: cannot read statistics ({exc.strerror or exc})") from None
+        d = read_json_object(Path(path), "statistics", StatsError)
         return cls.from_dict(d, method, dim, str(path))
 
     def to_dict(self) -> dict:

@@ -95,6 +95,7 @@ def executor_summary(status) -> dict:
     """The executor's counters of an ExecutorStatus message, as the demo report keeps them."""
     return {"loop_period_mean_s": status.loop_period_mean_s, "loop_period_p99_error_s": status.loop_period_p99_error_s,
             "interventions": status.interventions, "last_intervention": status.last_intervention,
+            "intervention_kinds": {k: int(n) for k, n in zip(status.intervention_kinds, status.intervention_counts)},
             "chunks_accepted": status.chunks_accepted, "chunks_rejected": status.chunks_rejected}
 
 

@@ -164,4 +164,12 @@ def print_graph_report(r: dict) -> None:
     if ex:
         print(f"executor: mean period {ex['loop_period_mean_s'] * 1000:.1f} ms, p99 period error "
               f"{ex['loop_period_p99_error_s'] * 1000:.1f} ms, chunks accepted {ex['chunks_accepted']}, rejected "
-              f"{ex['chunks_rejected']}, safety interventions {ex['interventions']}")
+              f"{ex['chunks_rejected']}, safety interventions {ex['interventions']}{_by_kind(ex)}")
+        if ex.get("last_intervention"):
+            print(f"  last intervention: {ex['last_intervention']}")
+
+
+def _by_kind(executor: dict) -> str:
+    """The executor summary's intervention kinds as ' (collision 5, step 820)'; '' when there are none."""
+    kinds = executor.get("intervention_kinds") or {}
+    return f" ({', '.join(f'{k} {n}' for k, n in kinds.items())})" if kinds else ""

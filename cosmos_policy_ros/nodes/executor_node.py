@@ -220,6 +220,8 @@ class ExecutorNode(Node):
             loop_period_mean_s=_f(loop["mean"]), loop_period_p50_error_s=_f(loop["p50_error"]),
             loop_period_p99_error_s=_f(loop["p99_error"]), loop_overruns=int(loop["overruns"]),
             interventions=int(s["interventions"]), last_intervention=s["last_intervention"],
+            intervention_kinds=list(s["intervention_kinds"]),
+            intervention_counts=[int(v) for v in s["intervention_kinds"].values()],
             queue_depth=int(s["queue_depth"]), chunk_age_s=_f(s["chunk_age_s"]),
             chunks_accepted=int(s["chunks_accepted"]), chunks_rejected=int(s["chunks_rejected"]),
             last_rejection=self.last_rejection, rejection_lines_suppressed=self._reject_log.suppressed_total,

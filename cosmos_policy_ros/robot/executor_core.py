@@ -251,6 +251,7 @@ class ExecutorCore:
                 chunk_mode=self.config.scheduler.mode,
                 interventions=self.safety.interventions,
                 last_intervention=self.safety.last_reason,
+                intervention_kinds=dict(self.safety.kinds.most_common()),
                 queue_depth=self.scheduler.queue_depth(now),
                 chunk_age_s=self.scheduler.chunk_age(now),
                 chunks_accepted=self.scheduler.accepted,

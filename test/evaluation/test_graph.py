@@ -86,9 +86,11 @@ def test_graph_episode_is_the_in_process_episode_result():
 
 def test_executor_summary_keeps_the_counters_the_report_prints():
     msg = ExecutorStatus(loop_period_mean_s=0.02, loop_period_p99_error_s=0.002, interventions=7,
-                         last_intervention="step", chunks_accepted=12, chunks_rejected=1, queue_depth=30)
+                         last_intervention="step", chunks_accepted=12, chunks_rejected=1, queue_depth=30,
+                         intervention_kinds=["step", "collision"], intervention_counts=[5, 2])
     summary = executor_summary(msg)
     assert summary["interventions"] == 7 and summary["chunks_accepted"] == 12 and summary["chunks_rejected"] == 1
     assert summary["last_intervention"] == "step" and abs(summary["loop_period_mean_s"] - 0.02) < 1e-6
+    assert summary["intervention_kinds"] == {"step": 5, "collision": 2}
     assert set(summary) == {"loop_period_mean_s", "loop_period_p99_error_s", "interventions", "last_intervention",
-                            "chunks_accepted", "chunks_rejected"}
+                            "intervention_kinds", "chunks_accepted", "chunks_rejected"}

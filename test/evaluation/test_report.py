@@ -102,3 +102,15 @@ def test_recorded_evaluations_lists_eval_files_and_skips_broken_ones(tmp_path):
     (tmp_path / "results.json").write_text("{}")
     assert recorded_evaluations(str(tmp_path)) == [
         "eval_seeds0.json: 3/10 = 30% (95% CI 10%-60%), mean stage 2.50/4"]
+
+
+def test_the_demo_report_lists_interventions_by_kind_and_the_last_one(capsys):
+    last = "collision: target puts right/gripper - table at -0.4 cm (margin 1.0 cm); kept 0 % of the step"
+    executor = {"loop_period_mean_s": 0.02, "loop_period_p99_error_s": 0.001, "interventions": 9,
+                "last_intervention": last, "intervention_kinds": {"step": 7, "collision": 2},
+                "chunks_accepted": 5, "chunks_rejected": 0}
+    print_graph_report(graph_report([make_episode(1, True)], note="", mode="direct", chunk_mode="blend",
+                                    checkpoint="nowhere", task="transfer_cube", executor=executor))
+    out = capsys.readouterr().out
+    assert "safety interventions 9 (step 7, collision 2)" in out
+    assert f"last intervention: {last}" in out

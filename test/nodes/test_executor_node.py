@@ -139,6 +139,9 @@ def test_chunks_in_50hz_commands_out(ros_context, executor_proc):
     st = statuses[-1]
     assert st.chunks_accepted >= 2 and st.backend == "interbotix" and len(st.last_command) == 14
     assert abs(st.loop_period_mean_s - 0.02) < 0.002
+    # interventions by kind reach the status (the kinds' counts add up to the total)
+    assert len(st.intervention_kinds) == len(st.intervention_counts)
+    assert sum(st.intervention_counts) == st.interventions
 
     # ---- bad input: one error line, node keeps streaming ---------------------------------------------
     rejected_before = st.chunks_rejected

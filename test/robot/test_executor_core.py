@@ -309,3 +309,24 @@ def test_a_future_chunk_is_rejected_and_stop_start_clears_the_ordering_memory():
     core.stop(T0 + 0.6)
     core.start(T0 + 0.6)
     assert core.on_chunk(smooth_chunk(T0 + 0.4, seq=3), T0 + 0.6)[0]   # older stamp, new run: accepted
+
+
+def test_status_names_the_collision_pair_and_counts_interventions_by_kind():
+    """A chunk driving the right wrist down through the table: the status says collision, the pair and the counts."""
+    core = make_core(timeout=5.0)
+    assert core.start(T0)[0]
+    goal = START.copy()
+    goal[7:13] = [0.0, 0.9, 0.1, 0.0, -1.0, 0.0]  # right shoulder forward, wrist bent: through the table top
+    n = 150
+    acts = START + np.minimum(np.arange(n) / 100, 1.0)[:, None] * (goal - START)
+    assert core.on_chunk(Chunk.build(T0, DT * np.arange(n), acts, sequence=1, source="policy"), T0)[0]
+    backend = RecordingBackend()
+    for k in range(1, n):
+        apply_tick(core.tick(T0 + k * DT), backend)
+        core.on_measured(backend.commands[-1], T0 + k * DT)  # the arm tracks its goal
+    st_ = core.status(T0 + n * DT)
+    assert st_["last_intervention"].startswith("collision: target puts right/"), st_["last_intervention"]
+    assert " - table at " in st_["last_intervention"] and "margin 1.0 cm" in st_["last_intervention"]
+    kinds = st_["intervention_kinds"]
+    assert kinds["collision"] > 0 and sum(kinds.values()) == st_["interventions"]
+    assert list(kinds.values()) == sorted(kinds.values(), reverse=True)  # most frequent first

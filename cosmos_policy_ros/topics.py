@@ -27,6 +27,9 @@ ESTOP = "/cosmos/estop"                        # std_msgs/Bool: true latches EST
 EXECUTOR_STATUS = "/cosmos/executor/status"    # cosmos_policy_ros/ExecutorStatus
 EXECUTOR_SERVICES = "/cosmos/executor"         # std_srvs/Trigger: <prefix>/{start,stop,home,sleep}
 
+# safety markers (rviz:=true)
+SAFETY_MARKERS = "/cosmos/safety/markers"      # visualization_msgs/MarkerArray: guard capsules, closest pair, paths
+
 # simulated ALOHA
 SIM_STATUS = "/sim/status"                     # std_msgs/String (JSON): seed, step, time, stage, success
 SIM_RESET = "/sim/reset"                       # cosmos_policy_ros/srv/ResetEpisode

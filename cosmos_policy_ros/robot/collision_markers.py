@@ -47,6 +47,8 @@ WARN_CLEARANCE = 0.02
 LINE_WIDTH = 0.004
 TEXT_HEIGHT = 0.03
 
+# every namespace a shape may have (rviz/aloha.rviz lists them, to switch each on or off)
+NAMESPACES = ("capsules", "margins", "table", "obstacles", "closest", "chunk", "plan")
 ShapeKind = Literal["cylinder", "sphere_list", "cube", "line_list", "line_strip", "text"]
 
 

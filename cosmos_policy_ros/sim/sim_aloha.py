@@ -108,6 +108,8 @@ class SimAloha:
         self._lock = threading.RLock()
         self._worlds: dict[str, tuple] = {}
         self._scratch: dict[str, mujoco.MjData] = {}  # per task: the state render_snapshot draws
+        self._actuation: dict[str, tuple] = {}  # per task: the model's own gains and friction (torque on)
+        self._torque = {side: np.ones(7, dtype=bool) for side in SIDES}
         self.task_name = ""
         self.seed: int | None = None
         self._load(task)
@@ -129,6 +131,10 @@ class SimAloha:
         self.model, self.data, self.task, self.renderer = self._worlds[task]
         self.task_name = task
         self._index_model()
+        if task not in self._actuation:
+            m = self.model
+            self._actuation[task] = (m.actuator_gainprm.copy(), m.actuator_biasprm.copy(), m.dof_frictionloss.copy())
+        self._apply_torque()
 
     def _index_model(self) -> None:
         m = self.model
@@ -208,6 +214,32 @@ class SimAloha:
     def _set_finger_target(self, side: str, finger: float) -> None:
         with self._lock:
             self.data.ctrl[self._finger_act[side]] = [finger, -finger]  # actuator ctrlrange clips
+
+    def set_torque(self, side: str, enabled) -> None:
+        """Motor torque per joint (6 arm joints, gripper), as the driver's torque_enable leaves it.
+
+        A joint without torque is passive: its actuator exerts no force and its friction drops to
+        physics.torque_off_friction, so an arm without torque sags under gravity (a real one falls).
+        """
+        side = _side(side)
+        mask = np.asarray(enabled, dtype=bool).reshape(-1)
+        if mask.shape != (7,):
+            raise ValueError(f"torque mask for {side}: expected 7 values, got {mask.size}")
+        with self._lock:
+            if not np.array_equal(mask, self._torque[side]):
+                self._torque[side] = mask.copy()
+                self._apply_torque()
+
+    def _apply_torque(self) -> None:
+        m = self.model
+        gain, bias, friction = self._actuation[self.task_name]
+        for side in SIDES:
+            joints = [([a], [d]) for a, d in zip(self._arm_act[side], self._arm_dadr[side])]
+            joints.append((list(self._finger_act[side]), list(self._finger_dadr[side])))
+            for on, (acts, dofs) in zip(self._torque[side], joints):
+                m.actuator_gainprm[acts] = gain[acts] if on else 0.0
+                m.actuator_biasprm[acts] = bias[acts] if on else 0.0
+                m.dof_frictionloss[dofs] = friction[dofs] if on else self.wc.physics.torque_off_friction
 
     def apply_action(self, action14) -> None:
         """14-D policy action [left 6 rad, left gripper 0..1, right 6 rad, right gripper 0..1]."""

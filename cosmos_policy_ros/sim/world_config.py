@@ -14,6 +14,10 @@ SIDES = ("left", "right")
 class PhysicsConfig:
     timestep: float = 0.002
     substeps: int = 10
+    # N·m (N for the fingers): joint friction while the joint's motor has no torque. gym-aloha's joints carry
+    # 30-60 N·m of friction to steady its position actuators, which would hold an arm without torque in place;
+    # a real vx300s without torque falls.
+    torque_off_friction: float = 0.5
 
 
 @dataclass

@@ -173,3 +173,27 @@ def test_snapshot_renders_the_state_it_was_taken_in_while_physics_goes_on(sim):
     for cam in cams:
         assert np.array_equal(later[cam], now[cam]), cam
     assert not np.array_equal(sim.render(cams, width=320, height=240)["cam_left_wrist"], now["cam_left_wrist"])
+
+
+def test_a_joint_without_torque_goes_limp_and_holds_again_with_torque(sim):
+    """The driver's torque_enable in the sim: the left arm sags without torque, the right one holds; torque on
+    drives back to the targets; the state survives a reset (a reset does not switch motors)."""
+    sim.reset("transfer_cube", 1)
+    off = np.array([False] * 6 + [True])
+    sim.set_torque("left", off)
+    for _ in range(25):
+        sim.step()
+    q = sim.qpos14()
+    assert q[1] < START[1] - 0.3  # the left shoulder fell
+    assert np.allclose(q[7:13], START, atol=0.02)  # the right arm held
+    sim.reset("transfer_cube", 1)
+    for _ in range(15):
+        sim.step()
+    assert sim.qpos14()[1] < START[1] - 0.1  # still without torque after the reset
+    sim.set_torque("left", np.ones(7, bool))
+    sim.apply_arm_command("left", START)
+    for _ in range(100):
+        sim.step()
+    assert np.allclose(sim.qpos14()[:6], START, atol=0.03)
+    with pytest.raises(ValueError, match="expected 7 values"):
+        sim.set_torque("left", [True] * 6)

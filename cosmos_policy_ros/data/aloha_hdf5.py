@@ -42,6 +42,8 @@ class EpisodeData:
     success_score: float | None = None
     instruction: str = ""
     task: str = ""
+    # JSON of the robot config's gripper constants that normalised qpos/actions (converter attr); "" = not recorded
+    gripper_constants: str = ""
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -174,7 +176,8 @@ def read_episode(path: str | Path, cameras: Sequence[str] = ()) -> EpisodeData:
         score = a.get("success_score")  # NaN (or absent, in older files) means "no score"
         score = None if score is None or not np.isfinite(float(score)) else float(score)
         return EpisodeData(str(path), qpos, actions, images, bool(a.get("success", True)), score,
-                           str(a.get("instruction", a.get("task_description", ""))), str(a.get("task", "")))
+                           str(a.get("instruction", a.get("task_description", ""))), str(a.get("task", "")),
+                           gripper_constants=str(a.get("gripper_constants", "")))
 
 
 def _read_camera(f: h5py.File, cam: str, T: int, path: Path) -> np.ndarray:

@@ -11,6 +11,11 @@ Why one resolution step: the model config and statistics arrive as a path, a YAM
 inside the metadata. `resolve_bundle` turns all of them into a `ModelConfig` and a statistics dict
 here, at the edge, with one-line errors naming the file, so the engine and the planning check below
 take one type each. The module stays free of torch: nodes import it before they decide to build a model.
+
+The metadata also says how the checkpoint must be run: `gripper_convention` (the robot config's gripper
+constants that normalised its training data; `check_gripper_convention` refuses a robot config with
+other ones) and optionally `chunk_mode` (the executor mode a launch graph defaults to, `launch_chunk_mode`,
+read before any node starts). A checkpoint without them is taken to be upstream's released one.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from pathlib import Path
 
 from cosmos_policy_ros.config import ConfigError, read_json_object, share_dir
 from cosmos_policy_ros.model.config import ModelConfig, load_model_config, model_config_from_dict
+from cosmos_policy_ros.robot.aloha import GRIPPER_CONVENTION_KEYS, AlohaRobot, robot_configs_matching
+from cosmos_policy_ros.robot.scheduler import MODES
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
@@ -28,6 +35,14 @@ STATS_FILE = "dataset_statistics.json"
 EMBED_FILE = "instruction_embeddings.pt"
 BUNDLED_CHECKPOINT = "checkpoints/sim_small_transfer_cube"
 BUNDLED_PLANNING_CHECKPOINT = "checkpoints/sim_small_transfer_cube_planning"
+# What a checkpoint that does not record them is taken to need: upstream's released ALOHA checkpoint.
+# Upstream's ALOHA client copies constants.py / real_env.py from the original ROS 1 ALOHA (tonyzhaozh/aloha;
+# cosmos-policy ALOHA.md, as OpenVLA-OFT's experiments/robot/aloha/constants.py): its data was normalised
+# with the ROS 1 gripper constants.
+UPSTREAM_GRIPPER_CONFIG = "robot/aloha_ros1.yaml"
+# Upstream runs each chunk whole at 25 Hz and queries the next one with the robot at rest
+# (run_aloha_eval.py:559-776): our executor's synchronous mode.
+UPSTREAM_CHUNK_MODE = "synchronous"
 
 
 @dataclass
@@ -51,6 +66,9 @@ class CheckpointBundle:
     meta: dict = field(default_factory=dict)  # that file's contents (train config, step, task, ...)
     # the JSON file the statistics came from; None: inline in meta_file
     stats_file: Path | None = None
+    # {name, the eight gripper open/close constants} that normalised the training data (robot config
+    # `gripper:` keys); None: not recorded (upstream's released checkpoint, older bundles)
+    gripper_convention: dict | None = None
 
 
 def default_checkpoint() -> Path:
@@ -94,7 +112,8 @@ def resolve_bundle(checkpoint: str | Path = "", model_config: str | Path = "", s
         instruction=meta.get("instruction", ""), action_period_s=meta.get("action_period_s"),
         checkpoint_id=_checkpoint_id(weights, meta.get("step")), model_name=model_name or weights.stem,
         ema=bool(meta.get("files", {}).get("ema", False)), center_crop=bool(meta.get("center_crop", not meta)),
-        meta_file=meta_file, meta=meta, stats_file=stats_file)
+        meta_file=meta_file, meta=meta, stats_file=stats_file,
+        gripper_convention=_gripper_convention(meta.get("gripper_convention"), meta_file))
 
 
 def _read_folder(path: Path) -> tuple[Path, Path, dict]:
@@ -131,6 +150,95 @@ def _load_stats(given: str, meta: dict, meta_file: Path | None, folder: Path | N
     else:
         path = folder / STATS_FILE
     return read_json_object(path, "statistics"), path
+
+
+def _gripper_convention(record, meta_file: Path | None) -> dict | None:
+    """The metadata's gripper_convention checked: a mapping with a number for each of the eight constants."""
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise ConfigError(f"{meta_file}: gripper_convention: expected a mapping, got {type(record).__name__}")
+    for key in GRIPPER_CONVENTION_KEYS:
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{meta_file}: gripper_convention.{key}: expected a number, got {value!r}")
+    return {"name": str(record.get("name", "")), **{k: float(record[k]) for k in GRIPPER_CONVENTION_KEYS}}
+
+
+def _describe_gripper(record: dict) -> str:
+    name = record.get("name") or "unnamed"
+    return (f"{name}: follower finger {record['follower_position_close']:g}..{record['follower_position_open']:g} m, "
+            f"follower joint {record['follower_joint_close']:g}..{record['follower_joint_open']:g} rad")
+
+
+def check_gripper_convention(bundle: CheckpointBundle, robot: AlohaRobot) -> list[str]:
+    """Refuse a checkpoint trained on grippers normalised with other constants than `robot`'s; warning lines.
+
+    The same finger reading normalises to another number under the other stack's constants (Interbotix
+    ROS 2 vs original ROS 1), so such a policy would see and command other openings: a ConfigError naming
+    the bundle file, both conventions and the fix. A bundle that records no convention (upstream's released
+    checkpoint) is assumed to follow upstream's and gets a warning line, as does training data whose gripper
+    actions reach beyond the robot's gripper_command_range (the executor would clip them).
+    """
+    rc = robot.config
+    where = bundle.meta_file or bundle.weights
+    ours = rc.gripper.convention_record()
+    warnings = []
+    if bundle.gripper_convention is None:
+        upstream = AlohaRobot.from_yaml(UPSTREAM_GRIPPER_CONFIG).config.gripper.convention_record()
+        line = (f"{where}: no gripper_convention recorded: assuming upstream's ({_describe_gripper(upstream)}; "
+                f"Cosmos Policy's ALOHA client copies the original ROS 1 ALOHA constants)")
+        if not rc.gripper.matches(upstream):
+            line += (f"; the robot config {rc.source} has other ones ({ours['name'] or 'unnamed'}): run with "
+                     f"robot_config:={UPSTREAM_GRIPPER_CONFIG} unless the data was recorded with them")
+        warnings.append(line)
+    elif not rc.gripper.matches(bundle.gripper_convention):
+        matching = robot_configs_matching(bundle.gripper_convention)
+        fix = f"run with robot_config:={matching[0]} or " if matching else ""
+        raise ConfigError(f"{where}: gripper convention {_describe_gripper(bundle.gripper_convention)} differs "
+                          f"from the robot config {rc.source} ({_describe_gripper(ours)}): the policy would read "
+                          f"and command other gripper openings; {fix}re-normalise the episodes with this robot's "
+                          f"constants and retrain")
+    return warnings + _gripper_range_warnings(bundle, robot)
+
+
+def _gripper_range_warnings(bundle: CheckpointBundle, robot: AlohaRobot) -> list[str]:
+    """A line when the training data's gripper actions (statistics) reach beyond gripper_command_range."""
+    lows, highs = bundle.stats.get("actions_min"), bundle.stats.get("actions_max")
+    grip = robot.gripper_indices
+    if not (isinstance(lows, list) and isinstance(highs, list) and len(lows) == len(highs) == robot.STATE_DIM):
+        return []
+    lo, hi = min(float(lows[i]) for i in grip), max(float(highs[i]) for i in grip)
+    r_lo, r_hi = robot.config.gripper_command_range
+    if lo >= r_lo - 1e-6 and hi <= r_hi + 1e-6:
+        return []
+    return [f"{bundle.stats_file or bundle.meta_file}: the training data's gripper actions span [{lo:.3f}, {hi:.3f}] "
+            f"but {robot.config.source} clips gripper commands to [{r_lo:g}, {r_hi:g}] (gripper_command_range): "
+            f"the policy cannot squeeze or open as far as its data did"]
+
+
+def launch_chunk_mode(checkpoint: str | Path, mode: str) -> str | None:
+    """The executor chunk mode `checkpoint` states for launch mode `mode`, read from its metadata JSON only.
+
+    policy.json `chunk_mode`: a chunk mode, or {launch mode: chunk mode}. A bare weights file is upstream's
+    released checkpoint: UPSTREAM_CHUNK_MODE. None: the checkpoint does not say ("" = the bundled one;
+    absent from this install: None, the node reports it).
+    """
+    path = Path(checkpoint).expanduser() if str(checkpoint) else default_checkpoint()
+    if not path.exists():
+        if not str(checkpoint):
+            return None
+        raise ConfigError(f"{path}: checkpoint not found")
+    if not path.is_dir():
+        return UPSTREAM_CHUNK_MODE
+    _, meta_file, meta = _read_folder(path)
+    stated = meta.get("chunk_mode")
+    per_mode = stated if isinstance(stated, dict) else {mode: stated}
+    for value in per_mode.values():
+        if value is not None and value not in MODES:
+            raise ConfigError(f"{meta_file}: chunk_mode: expected one of {', '.join(MODES)} (or a mapping "
+                              f"launch mode -> one of them), got {value!r}")
+    return per_mode.get(mode)
 
 
 def _checkpoint_id(weights: Path, step) -> str:

@@ -44,5 +44,6 @@ def make_random_bundle(dest: str | Path, model_config: str = "tiny_test", instru
     T5EmbeddingStore({instruction: emb}).save(dest / EMBED_FILE)
     (dest / META_FILE).write_text(json.dumps({"model": config_to_dict(cfg), "stats": stats, "instruction": instruction,
                                               "action_period_s": action_period_s, "step": 0,
+                                              "gripper_convention": robot.config.gripper.convention_record(),
                                               "note": "random weights (smoke tests only)"}, indent=1))
     return dest

@@ -9,6 +9,7 @@ compare (`evaluation.graph` runs the same seeds through the nodes).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -17,9 +18,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from cosmos_policy_ros.data.aloha_hdf5 import write_episode
-from cosmos_policy_ros.deploy.bundle import META_FILE, build_engine, resolve_bundle
+from cosmos_policy_ros.deploy.bundle import META_FILE, build_engine, check_gripper_convention, resolve_bundle
 from cosmos_policy_ros.evaluation.report import EpisodeResult, EvalResult, save_strip
 from cosmos_policy_ros.inference.planning import PlanConfig, plan
+from cosmos_policy_ros.robot.aloha import DEFAULT_ROBOT_CONFIG, AlohaRobot
 from cosmos_policy_ros.robot.safety import SafetyFilter
 from cosmos_policy_ros.sim.sim_aloha import SimAloha
 
@@ -185,18 +187,26 @@ def _write_episode_files(episode: Episode, out: Path | None, record_dir: Path | 
                    f"seed {ep.seed} {'SUCCESS' if ep.success else 'fail'} stage {ep.max_stage}")
 
 
-def engine_from_dir(path: str | Path, device: str | None = None, planning: str | Path | None = None):
+def engine_from_dir(path: str | Path, device: str | None = None, planning: str | Path | None = None,
+                    robot_config: str = DEFAULT_ROBOT_CONFIG, warn: Callable[[str], None] | None = None):
     """(PolicyEngine, metadata) from an exported bundle, a training checkpoint or a run folder (its latest).
 
-    Resolved and built exactly as the nodes do (deploy.bundle); the one difference: a training
-    checkpoint is evaluated on its EMA weights, as the trainer means it to be (exported bundles say so
-    themselves). planning: a second bundle whose world model / value function the planner uses (same
-    statistics, refused otherwise).
+    Resolved, checked and built exactly as the nodes do (deploy.bundle): a bundle whose gripper convention is
+    not that of `robot_config` (the sim's) is refused in one line, other findings go to `warn` (default:
+    stderr). The one difference: a training checkpoint is evaluated on its EMA weights, as the trainer means
+    it to be (exported bundles say so themselves). planning: a second bundle whose world model / value
+    function the planner uses (same statistics, refused otherwise).
     """
+    warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
+    robot = AlohaRobot.from_yaml(robot_config)
     paths = resolve_bundle(path)  # a bare weights file is refused there: it names no model config
     if paths.meta_file.name == META_FILE:
         paths = replace(paths, ema=True)
-    eng = build_engine(paths, resolve_bundle(planning) if planning else None, device=device or "cpu")
+    planning_paths = resolve_bundle(planning) if planning else None
+    for bundle in (paths, planning_paths):
+        for line in check_gripper_convention(bundle, robot) if bundle is not None else ():
+            warn(line)
+    eng = build_engine(paths, planning_paths, device=device or "cpu")
     return eng, paths.meta
 
 

@@ -17,7 +17,7 @@ from std_msgs.msg import Float32, Header, String
 
 from cosmos_policy_ros import config as cfg
 from cosmos_policy_ros import topics
-from cosmos_policy_ros.deploy.bundle import build_engine, resolve_bundle
+from cosmos_policy_ros.deploy.bundle import build_engine, check_gripper_convention, resolve_bundle
 from cosmos_policy_ros.deploy.policy_config import (
     DEFAULT_POLICY_CONFIG,
     PolicyNodeConfig,
@@ -47,6 +47,7 @@ class ObservingNode(Node):
         declare(self, "task", "")
         self.bundle = resolve_bundle(declare(self, checkpoint_param, ""), declare(self, "model_config", ""),
                                      declare(self, "stats", ""), declare(self, "t5_embeddings", ""))
+        self.check_bundle(self.bundle)
         self.instruction = declare(self, "instruction", "") or self.bundle.instruction
         self.period_s = float(self.bundle.action_period_s or self.pcfg.action_period_s)
         apply_torch_threads(self.pcfg.torch_threads)
@@ -95,6 +96,12 @@ class ObservingNode(Node):
         raise NotImplementedError
 
     # ---- common --------------------------------------------------------------------------------
+    def check_bundle(self, bundle) -> None:
+        """Refuse a checkpoint trained with other gripper constants than the robot config (ConfigError, one
+        line); log what can only be assumed (no convention recorded) or will be clipped."""
+        for line in check_gripper_convention(bundle, self.robot):
+            self.get_logger().warning(line)
+
     def text_check(self) -> None:
         try:
             self.engine.text.batch([self.instruction])

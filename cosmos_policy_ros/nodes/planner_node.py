@@ -47,6 +47,8 @@ class PlannerNode(ObservingNode):
         # a bare planning weights file shares the policy's model config, statistics and T5 file
         shared = [self.get_parameter(n).value for n in ("model_config", "stats", "t5_embeddings")]
         planning = resolve_bundle(planning_ckpt, *shared) if planning_ckpt else None
+        if planning is not None and planning.weights != self.bundle.weights:
+            self.check_bundle(planning)
         self.planning_id = planning.checkpoint_id if planning else self.bundle.checkpoint_id
         return build_engine(self.bundle, planning, device=self.pcfg.device or None)
 

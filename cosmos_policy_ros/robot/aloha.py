@@ -24,6 +24,12 @@ class Topics:
     joint_single: str
 
 
+# The constants that define a gripper convention: which finger reading and which motor angle are 0 and 1.
+GRIPPER_CONVENTION_KEYS = ("follower_position_open", "follower_position_close", "follower_joint_open",
+                           "follower_joint_close", "leader_position_open", "leader_position_close",
+                           "leader_joint_open", "leader_joint_close")
+
+
 @dataclass
 class GripperConstants:
     follower_position_open: float
@@ -35,6 +41,17 @@ class GripperConstants:
     leader_joint_open: float
     leader_joint_close: float
     leader_close_threshold: float = 0.0
+    # Name of this set of constants, recorded with every checkpoint trained on data they normalised
+    # (aloha_interbotix, aloha_ros1); the check compares the numbers, the name is for messages.
+    convention: str = ""
+
+    def convention_record(self) -> dict:
+        """{name, the eight open/close constants}: what a checkpoint bundle stores as gripper_convention."""
+        return {"name": self.convention, **{k: float(getattr(self, k)) for k in GRIPPER_CONVENTION_KEYS}}
+
+    def matches(self, record: dict, tol: float = 1e-6) -> bool:
+        """True when a gripper_convention record holds these eight constants (the name is not compared)."""
+        return all(abs(float(record[k]) - float(getattr(self, k))) <= tol for k in GRIPPER_CONVENTION_KEYS)
 
 
 @dataclass
@@ -57,6 +74,10 @@ class RobotConfig:
     velocity_limit: float
     gripper: GripperConstants
     poses: Poses
+    # Normalised gripper units (0 closed .. 1 open): the range the safety filter clips gripper commands to.
+    # Below 0 squeezes past the calibrated close: the original ALOHA sends the leader's reading unclipped and
+    # grips by commanding past closed in current-based position mode (docs/executor.md "Gripper range").
+    gripper_command_range: tuple[float, float] = (-0.1, 1.0)
     arm_group_name: str = "arm"
     control_rate_hz: float = 50.0
     # Geometry and margins of the collision guard (SafetyConfig.collision switches it; docs/executor.md).
@@ -91,6 +112,9 @@ class RobotConfig:
         if self.velocity_limit <= 0 or self.control_rate_hz <= 0:
             raise cfg.ConfigError("velocity_limit and control_rate_hz must be positive")
         self.collision.validate()
+        lo, hi = self.gripper_command_range
+        if not lo < hi:
+            raise cfg.ConfigError(f"gripper_command_range: lower {lo} must be below upper {hi}")
         g = self.gripper
         for kind in ("follower_position", "follower_joint", "leader_position", "leader_joint"):
             if getattr(g, f"{kind}_open") == getattr(g, f"{kind}_close"):
@@ -145,13 +169,13 @@ class AlohaRobot:
 
     @property
     def lower(self) -> np.ndarray:
-        """14-D lower bounds (grippers in the normalised 0..1 space)."""
-        arm = np.append(self.arm_lower, 0.0)
+        """14-D lower bounds of a command (grippers: gripper_command_range, normalised)."""
+        arm = np.append(self.arm_lower, self.config.gripper_command_range[0])
         return np.concatenate([arm, arm])
 
     @property
     def upper(self) -> np.ndarray:
-        arm = np.append(self.arm_upper, 1.0)
+        arm = np.append(self.arm_upper, self.config.gripper_command_range[1])
         return np.concatenate([arm, arm])
 
     @property
@@ -216,3 +240,18 @@ class AlohaRobot:
         except (KeyError, IndexError) as exc:
             raise ValueError(f"joint_states lacks joint {exc.args[0]!r} (has {list(names)})") from None
         return np.append(np.asarray(arm, dtype=float), self.follower_finger_to_normalized(finger))
+
+
+def robot_configs_matching(record: dict) -> list[str]:
+    """The robot configs under config/robot/ whose gripper constants are those of a gripper_convention record,
+    as robot_config arguments (robot/aloha_ros1.yaml): the fix a convention mismatch names."""
+    folder = cfg.share_dir() / "config"
+    out = []
+    for path in sorted((folder / "robot").glob("*.yaml")):
+        try:
+            gripper = cfg.load(RobotConfig, path).gripper
+        except cfg.ConfigError:
+            continue  # a broken lab file is reported when it is used, not here
+        if gripper.matches(record):
+            out.append(str(path.relative_to(folder)))
+    return out

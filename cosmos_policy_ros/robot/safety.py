@@ -14,9 +14,10 @@ Guarantees (tested with hypothesis in test/robot/test_safety.py), for every emit
 previous command p:
   * c is finite and has 14 entries;
   * |c - p| <= step (per joint), always;
-  * c is inside the joint limits (grippers 0..1), or — only when p itself was outside (seeded from a
-    measured pose that rests beyond a limit, like the ALOHA sleep pose) — strictly no further out
-    than p, moving inward at the step cap. A hold (``hold=True``) repeats p exactly.
+  * c is inside the joint limits (grippers: the robot config's gripper_command_range, normalised), or —
+    only when p itself was outside (seeded from a measured pose that rests beyond a limit, like the ALOHA
+    sleep pose) — strictly no further out than p, moving inward at the step cap. A hold (``hold=True``)
+    repeats p exactly.
   * with an acceleration limit and the previous step s = p - p_before given: |(c - p) - s| <=
     max_acceleration·dt² per joint, unless a joint limit, the relative cap or the collision guard stops
     the joint (a hard limit wins over smoothness) or the target was rejected (hold).

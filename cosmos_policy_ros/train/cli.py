@@ -142,6 +142,9 @@ def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None) -> 
     # one action per control step of the episodes (ALOHA HDF5: 50 Hz); deployment plays them at this period
     policy["action_period_s"] = meta.get("action_period_s", AlohaRobot.from_yaml().dt)
     policy["center_crop"] = False  # training resized whole frames
+    # the gripper constants that normalised the episodes: nodes refuse a robot config with other ones
+    policy["gripper_convention"] = meta.get("gripper_convention") or AlohaRobot.from_yaml(
+        train_config_from_dict(meta["train"], str(d)).robot_config).config.gripper.convention_record()
     (out / "policy.json").write_text(json.dumps(policy, indent=1))
     (out / "history.json").write_text(json.dumps(meta["history"]))
     if (Path(run) / "loss.png").is_file():

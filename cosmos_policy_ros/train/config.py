@@ -40,6 +40,9 @@ class TrainConfig:
     threads: int = 2
     max_episodes: int = 0          # 0 = all episodes in the directory
     value_query: str = "v_sas"     # value samples: V(s,a,s') (policy run) or V(s') (planning run, upstream)
+    # Robot config whose gripper constants normalised the episodes: a converted episode recording other ones
+    # (its gripper_constants attribute) is refused; exported bundles record them as gripper_convention.
+    robot_config: str = "robot/aloha_interbotix.yaml"
 
     def validate(self) -> None:
         if abs(sum(self.mix) - 1.0) > 1e-6 or any(m < 0 for m in self.mix):

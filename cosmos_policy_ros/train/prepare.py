@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from cosmos_policy_ros.data.aloha_hdf5 import list_episodes, read_episode
+from cosmos_policy_ros.data.aloha_hdf5 import EpisodeData, list_episodes, read_episode
 from cosmos_policy_ros.data.stats import compute_statistics
 from cosmos_policy_ros.inference.normalization import DatasetStats
 from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_config_from_dict
 from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
+from cosmos_policy_ros.robot.aloha import GRIPPER_CONVENTION_KEYS, AlohaRobot
 
 from .config import TrainConfig
 from .dataset import LatentSampleSet, SampleTable, plan_samples
@@ -67,6 +68,25 @@ def cached_dataset(run_dir: str | Path, data_dir: str | Path | Sequence[str | Pa
     return dataclasses.replace(model_cfg, vae=cached.vae), meta["stats"], meta["instruction"]
 
 
+def check_gripper_constants(episodes: Sequence[EpisodeData], robot_config: str) -> None:
+    """Every episode that records its gripper constants (converted recordings do) was normalised with those of
+    `robot_config`, which the exported bundle will name as its gripper convention; else one ValueError line."""
+    gripper = AlohaRobot.from_yaml(robot_config).config.gripper
+    for ep in episodes:
+        if not ep.gripper_constants:
+            continue  # in-process sim demos: written in SimAloha's own 0..1, which every robot config round-trips
+        try:
+            record = json.loads(ep.gripper_constants)
+            same = gripper.matches(record)
+        except (ValueError, TypeError, KeyError):
+            same = False
+            record = {}
+        if not same:
+            got = {k: record.get(k) for k in GRIPPER_CONVENTION_KEYS[:4]}
+            raise ValueError(f"{ep.path}: recorded with gripper constants {got}, not those of train.robot_config "
+                             f"{robot_config}: set train.robot_config to the robot config it was converted with")
+
+
 def prepare_dataset(data_dir: str | Path | Sequence[str | Path], run_dir: str | Path, model_cfg: ModelConfig,
                     train_cfg: TrainConfig, model: CosmosPolicyModel, progress: bool = True,
                     inherited_stats: dict | None = None, init_from: str | None = None) -> tuple[ModelConfig, dict, str]:
@@ -87,6 +107,7 @@ def prepare_dataset(data_dir: str | Path | Sequence[str | Path], run_dir: str | 
                 raise ValueError(f"{ep.path}: {cam} images are {arr.shape[1]}x{arr.shape[2]}, the model needs "
                                  f"{model_cfg.layout.image_size}x{model_cfg.layout.image_size} "
                                  "(regenerate demos with --size)")
+    check_gripper_constants(episodes, train_cfg.robot_config)
     instructions = sorted({ep.instruction for ep in episodes})
     if len(instructions) != 1:
         raise ValueError(f"{data_dir}: expected one instruction across episodes, found {instructions}")

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_config_from_dict
 from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
 from cosmos_policy_ros.model.text import T5EmbeddingStore
+from cosmos_policy_ros.robot.aloha import AlohaRobot
 
 from . import checkpointing as ck
 from .config import TrainConfig, train_config_to_dict
@@ -126,7 +127,9 @@ class Trainer:
         return {"step": self.step, "elapsed_s": self.elapsed, "ema_updates": self.ema.num_updates,
                 "numpy_rng": self.rng.bit_generator.state, "model": config_to_dict(self.model.cfg),
                 "train": train_config_to_dict(self.cfg), "stats": self.stats, "instruction": self.instruction,
-                "history": self.history, "init_from": self.init_from}
+                "history": self.history, "init_from": self.init_from,
+                # the gripper constants that normalised the episodes (deploy/bundle.py checks them at load)
+                "gripper_convention": AlohaRobot.from_yaml(self.cfg.robot_config).config.gripper.convention_record()}
 
     def save(self, ckpt_dir: Path | None = None) -> Path:
         d = ckpt_dir or (self.run / "checkpoints" / f"step_{self.step:06d}")

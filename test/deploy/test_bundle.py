@@ -22,11 +22,15 @@ from cosmos_policy_ros.deploy.bundle import (
     STATS_FILE,
     CheckpointBundle,
     build_engine,
+    check_gripper_convention,
     check_planning_compatible,
+    default_checkpoint,
+    default_planning_checkpoint,
     resolve_bundle,
 )
 from cosmos_policy_ros.deploy.random_bundle import make_random_bundle
 from cosmos_policy_ros.model.config import ModelConfig
+from cosmos_policy_ros.robot.aloha import DEFAULT_ROBOT_CONFIG, AlohaRobot
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +194,114 @@ def test_resolving_a_bundle_does_not_import_torch():
     code = ("import sys; from cosmos_policy_ros.deploy.bundle import resolve_bundle; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- gripper convention: the constants that normalised the training data must be the robot's ----------------
+
+ROBOT_ROS1 = "robot/aloha_ros1.yaml"
+
+
+def make_bundle_with_convention(checkpoint: Path, dest: Path, convention: dict | None) -> Path:
+    """An exported bundle whose policy.json records `convention` (None: the field left out, as upstream's)."""
+    folder = make_exported_bundle(checkpoint, dest)
+    meta = json.loads((folder / EXPORT_META_FILE).read_text())
+    meta.pop("gripper_convention", None)
+    if convention is not None:
+        meta["gripper_convention"] = convention
+    (folder / EXPORT_META_FILE).write_text(json.dumps(meta))
+    return folder
+
+
+def _convention(robot_config: str) -> dict:
+    return AlohaRobot.from_yaml(robot_config).config.gripper.convention_record()
+
+
+def test_bundles_record_the_gripper_convention_they_were_trained_with(checkpoint):
+    """Our random and exported bundles, and both bundled sim checkpoints (made from SimAloha with the default
+    robot config), record the Interbotix constants and pass with the default robot config."""
+    interbotix = _convention(DEFAULT_ROBOT_CONFIG)
+    assert interbotix["name"] == "aloha_interbotix" and interbotix["follower_position_close"] == 0.044
+    for folder in (checkpoint, default_checkpoint(), default_planning_checkpoint()):
+        bundle = resolve_bundle(folder)
+        assert bundle.gripper_convention == interbotix, folder
+        assert check_gripper_convention(bundle, AlohaRobot.from_yaml()) == []
+
+
+def test_a_bundle_with_another_gripper_convention_is_refused_naming_file_both_conventions_and_fix(checkpoint, tmp_path):
+    folder = make_bundle_with_convention(checkpoint, tmp_path / "ros1_data", _convention(ROBOT_ROS1))
+    with pytest.raises(ConfigError) as err:
+        check_gripper_convention(resolve_bundle(folder), AlohaRobot.from_yaml())
+    line = str(err.value)
+    assert "\n" not in line
+    assert line.startswith(f"{folder / EXPORT_META_FILE}: gripper convention aloha_ros1: follower finger "
+                           f"0.01844..0.058 m, follower joint -0.6213..1.491 rad differs from the robot config ")
+    assert "aloha_interbotix.yaml (aloha_interbotix: follower finger 0.044..0.0579 m" in line
+    assert line.endswith("run with robot_config:=robot/aloha_ros1.yaml or re-normalise the episodes with this "
+                         "robot's constants and retrain")
+    # the robot config it names is accepted; a renamed copy of the same constants is accepted too
+    assert check_gripper_convention(resolve_bundle(folder), AlohaRobot.from_yaml(ROBOT_ROS1)) == []
+    renamed = make_bundle_with_convention(checkpoint, tmp_path / "renamed", {**_convention(ROBOT_ROS1),
+                                                                              "name": "lab_3"})
+    assert check_gripper_convention(resolve_bundle(renamed), AlohaRobot.from_yaml(ROBOT_ROS1)) == []
+
+
+def test_constants_no_robot_config_has_are_refused_without_a_config_to_suggest(checkpoint, tmp_path):
+    odd = {**_convention(DEFAULT_ROBOT_CONFIG), "name": "lab_gripper", "follower_joint_close": 0.5}
+    folder = make_bundle_with_convention(checkpoint, tmp_path / "odd", odd)
+    with pytest.raises(ConfigError, match=r"lab_gripper: .* differs from .*; re-normalise the episodes with this "
+                                          r"robot's constants and retrain$"):
+        check_gripper_convention(resolve_bundle(folder), AlohaRobot.from_yaml())
+
+
+def test_a_bundle_without_the_field_warns_naming_upstreams_assumption(checkpoint, tmp_path):
+    """The released checkpoint records nothing: assumed to be upstream's (ROS 1 constants), a warning not an error."""
+    folder = make_bundle_with_convention(checkpoint, tmp_path / "upstream_like", None)
+    bundle = resolve_bundle(folder)
+    assert bundle.gripper_convention is None
+    (line,) = check_gripper_convention(bundle, AlohaRobot.from_yaml())
+    assert line.startswith(f"{folder / EXPORT_META_FILE}: no gripper_convention recorded: assuming upstream's "
+                           f"(aloha_ros1: follower finger 0.01844..0.058 m")
+    assert line.endswith("run with robot_config:=robot/aloha_ros1.yaml unless the data was recorded with them")
+    (line,) = check_gripper_convention(bundle, AlohaRobot.from_yaml(ROBOT_ROS1))
+    assert "robot_config:=" not in line   # the robot config already has upstream's constants
+
+
+def test_a_malformed_gripper_convention_is_one_line_naming_the_key(checkpoint, tmp_path):
+    broken = {**_convention(DEFAULT_ROBOT_CONFIG), "leader_joint_open": "wide"}
+    folder = make_bundle_with_convention(checkpoint, tmp_path / "broken", broken)
+    with pytest.raises(ConfigError, match=re.escape(f"{folder / EXPORT_META_FILE}: gripper_convention."
+                                                    f"leader_joint_open: expected a number, got 'wide'")):
+        resolve_bundle(folder)
+
+
+def test_training_data_that_squeezes_past_the_gripper_range_is_reported(checkpoint, tmp_path):
+    folder = make_exported_bundle(checkpoint, tmp_path / "squeeze")
+    stats = json.loads((folder / STATS_FILE).read_text())
+    stats["actions_min"][6] = -0.25                     # the leader squeezed well past its calibrated close
+    (folder / STATS_FILE).write_text(json.dumps(stats))
+    (line,) = check_gripper_convention(resolve_bundle(folder), AlohaRobot.from_yaml())
+    assert line.startswith(f"{folder / STATS_FILE}: the training data's gripper actions span [-0.250, ")
+    assert "clips gripper commands to [-0.1, 1] (gripper_command_range)" in line
+
+
+def test_evaluation_refuses_another_gripper_convention_in_one_line(checkpoint, tmp_path, capsys):
+    from cosmos_policy_ros.evaluation import cli as eval_cli
+
+    folder = make_bundle_with_convention(checkpoint, tmp_path / "ros1_data", _convention(ROBOT_ROS1))
+    assert eval_cli.main([str(folder), "-n", "1"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {folder / EXPORT_META_FILE}: gripper convention aloha_ros1")
+
+
+@pytest.mark.ros
+def test_the_policy_node_refuses_another_gripper_convention_before_loading_the_model(checkpoint, tmp_path):
+    from cosmos_policy_ros.ros_env import local_ros_env
+
+    folder = make_bundle_with_convention(checkpoint, tmp_path / "ros1_data", _convention(ROBOT_ROS1))
+    done = subprocess.run([sys.executable, "-m", "cosmos_policy_ros.nodes.policy_node", "--ros-args",
+                           "-r", "__node:=convention_test_policy", "-p", f"checkpoint:={folder}"],
+                          capture_output=True, text=True, timeout=120, env=local_ros_env())
+    assert done.returncode == 1
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and f"{folder / EXPORT_META_FILE}: gripper convention aloha_ros1" in lines[0], lines
+    assert "robot_config:=robot/aloha_ros1.yaml" in lines[0]

@@ -13,7 +13,9 @@ def test_joint_order_limits_and_poses(robot):
     assert robot.joint_names[:7] == ["left_waist", "left_shoulder", "left_elbow", "left_forearm_roll",
                                      "left_wrist_angle", "left_wrist_rotate", "left_gripper"]
     assert robot.joint_names[7] == "right_waist" and robot.gripper_indices == (6, 13)
-    assert robot.lower[1] == pytest.approx(-1.85005) and robot.upper[13] == 1.0 and robot.lower[6] == 0.0
+    assert robot.lower[1] == pytest.approx(-1.85005)
+    # grippers: the robot config's gripper_command_range (a squeeze past the calibrated close is allowed)
+    assert (robot.lower[6], robot.upper[13]) == tuple(robot.config.gripper_command_range) == (-0.1, 1.0)
     start = robot.pose14("start", gripper=1.0)
     assert np.all(start >= robot.lower) and np.all(start <= robot.upper)
     assert robot.dt == pytest.approx(0.02)

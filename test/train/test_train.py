@@ -99,6 +99,36 @@ def test_export_bundle_loads_in_engine(tmp_path, data_dir):
            "instruction": meta["instruction"]}
     res = eng.act(obs, seed=0)
     assert res.actions.shape == (50, 14) and np.isfinite(res.actions).all()
+    # the gripper constants that normalised the episodes (train.robot_config) travel with the bundle
+    import json
+
+    from cosmos_policy_ros.robot.aloha import AlohaRobot
+
+    recorded = json.loads((out / "policy.json").read_text())["gripper_convention"]
+    assert recorded == AlohaRobot.from_yaml().config.gripper.convention_record()
+
+
+def test_episodes_recorded_with_other_gripper_constants_are_refused(tmp_path):
+    """A converted recording names its gripper constants; training them under another robot config's would
+    record a gripper convention the data does not have."""
+    import json
+
+    from cosmos_policy_ros.data.aloha_hdf5 import EpisodeData
+    from cosmos_policy_ros.robot.aloha import AlohaRobot
+    from cosmos_policy_ros.train.prepare import check_gripper_constants
+
+    def episode(robot_config: str) -> EpisodeData:
+        g = AlohaRobot.from_yaml(robot_config).config.gripper
+        return EpisodeData("ep.hdf5", np.zeros((2, 14)), np.zeros((2, 14)),
+                           gripper_constants=json.dumps({k: getattr(g, k) for k in g.__dataclass_fields__}))
+
+    check_gripper_constants([episode("robot/aloha_interbotix.yaml"), EpisodeData("sim.hdf5", np.zeros((2, 14)),
+                                                                                 np.zeros((2, 14)))],
+                            "robot/aloha_interbotix.yaml")
+    with pytest.raises(ValueError, match=r"^ep.hdf5: recorded with gripper constants .* not those of "
+                                         r"train.robot_config robot/aloha_interbotix.yaml: set train.robot_config"):
+        check_gripper_constants([episode("robot/aloha_ros1.yaml")], "robot/aloha_interbotix.yaml")
+    check_gripper_constants([episode("robot/aloha_ros1.yaml")], "robot/aloha_ros1.yaml")
 
 
 def test_batch_masks_and_targets(tmp_path, data_dir):

@@ -17,6 +17,7 @@ import sys
 
 from cosmos_policy_ros import config as cfg
 from cosmos_policy_ros import graph as graph_mod
+from cosmos_policy_ros.driver_check import refuse_sim_beside_driver
 from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line, run_main
 from cosmos_policy_ros.ros_env import local_ros_env
 from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
@@ -52,8 +53,16 @@ def _resolve(ns) -> tuple[list[graph_mod.NodeSpec], dict[str, str]]:
     if getattr(ns, "real", False):
         given["use_sim"] = "false"
     graph = graph_mod.load_graph(ns.graph)
-    args = graph_mod.resolve_arguments(graph, given)
+    args = graph_mod.resolve_mode_arguments(graph, ns.mode, given)
     return graph_mod.resolve(ns.mode, args, graph), args
+
+
+def _requested_use_sim(ns) -> str:
+    """use_sim as the person gave it (auto unless --sim/--real or use_sim:= said otherwise), for messages."""
+    given = _parse_assignments(ns.assignments)
+    if ns.sim or ns.real:
+        return "true" if ns.sim else "false"
+    return given.get("use_sim", "auto").strip().lower()
 
 
 def cmd_graph(ns) -> int:
@@ -77,6 +86,8 @@ def cmd_up(ns) -> int:
     env = local_ros_env(domain_id=ns.domain_id, force=sim)
     if ns.domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(ns.domain_id)
+    # never a sim beside a live robot driver (a short discovery in the graph's own domain)
+    refuse_sim_beside_driver(specs, args, _requested_use_sim(ns), env)
     print(f"cosmos-aloha: mode {ns.mode} ({'simulated ALOHA' if sim else 'real robot'}), "
           f"ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0')}, "
           f"discovery={env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'default')}",

@@ -38,8 +38,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--planning-checkpoint", default="",
                    help="planning mode: world/value bundle (default: the bundled one)")
     p.add_argument("--planner-config", default="planner_cpu.yaml", help="planning mode: best-of-N settings")
-    p.add_argument("--chunk-mode", default="", help="executor chunk mode (default: blend for direct; synchronous for "
-                   "planning, whose plans take longer than a chunk lasts on a CPU)")
+    p.add_argument("--chunk-mode", default="", help="executor chunk mode (default: the checkpoint's, else the graph's "
+                   "mode default: blend for direct; synchronous for planning, whose plans outlast a chunk on a CPU)")
     p.add_argument("--episode-s", type=float, default=None,
                    help="simulated seconds per episode (default 10; 30 in planning mode, where the arm holds "
                         "while it plans)")
@@ -59,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     a = parse(argv if argv is not None else sys.argv[1:])
     if a.episode_s is None:
         a.episode_s = 30.0 if a.mode == "planning" else 10.0
-    a.chunk_mode = a.chunk_mode or ("synchronous" if a.mode == "planning" else "blend")
     domain = a.domain_id if a.domain_id is not None else 100 + os.getpid() % 30
     env = local_ros_env(domain_id=domain, force=True)
     os.environ.update(env)
@@ -67,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.width is None or a.height is None:
         a.width, a.height = camera_size(checkpoint, a.width, a.height)
     specs = resolve(a.mode, _graph_arguments(a, checkpoint, note), load_graph())
+    a.chunk_mode = dict(next(s for s in specs if s.key == "executor").parameters)["chunk_mode"]
     print(f"demo: graph '{a.mode}' on the simulated ALOHA (ROS_DOMAIN_ID={domain}, loopback only): "
           f"{', '.join(s.name for s in specs)}; checkpoint {checkpoint}", flush=True)
     lines: list[str] = []

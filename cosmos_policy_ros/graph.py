@@ -18,6 +18,7 @@ from typing import Literal
 import yaml
 
 from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros.deploy.bundle import launch_chunk_mode
 
 GRAPH_CONFIG = "graph.yaml"
 PACKAGE = "cosmos_policy_ros"
@@ -46,6 +47,9 @@ class ArgumentSpec:
     choices: list[str] = field(default_factory=list)
     # use_sim: the choices hold only when use_sim is true (a real robot takes any value, e.g. a task label).
     choices_when: Literal["", "use_sim"] = ""
+    # Non-empty: with use_sim false, a mode whose nodes take this argument refuses to start without it; the
+    # text says why ("the bundled checkpoint is a sim toy").
+    required_on_robot: str = ""
 
     @property
     def default_text(self) -> str:
@@ -76,6 +80,8 @@ class GraphConfig:
     arguments: dict[str, ArgumentSpec]
     nodes: dict[str, NodeTemplate]
     modes: dict[str, list[str]]
+    # mode -> {argument: the value it takes when left ""}; chunk_mode asks the policy checkpoint first
+    mode_defaults: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def validate(self) -> None:
         for name, spec in self.arguments.items():
@@ -97,6 +103,13 @@ class GraphConfig:
             for k in keys:
                 if k not in self.nodes:
                     raise cfg.ConfigError(f"modes.{mode}: unknown node {k!r} (nodes: {', '.join(self.nodes)})")
+        for mode, defaults in self.mode_defaults.items():
+            if mode not in self.modes:
+                raise cfg.ConfigError(f"mode_defaults.{mode}: unknown mode (modes: {', '.join(self.modes)})")
+            for name, value in defaults.items():
+                if name not in self.arguments:
+                    raise cfg.ConfigError(f"mode_defaults.{mode}.{name}: unknown argument")
+                check_argument(name, self.arguments[name], value, where=f"mode_defaults.{mode}.{name}")
 
 
 @dataclass(frozen=True)
@@ -202,18 +215,41 @@ def resolve_arguments(graph: GraphConfig, given: dict[str, str] | None = None) -
     return args
 
 
-def resolve(mode: str, given: dict[str, str] | None = None, graph: GraphConfig | None = None) -> list[NodeSpec]:
-    """The nodes mode ``mode`` starts, with every argument substituted."""
-    graph = graph or load_graph()
+def resolve_mode_arguments(graph: GraphConfig, mode: str, given: dict[str, str] | None = None) -> dict[str, str]:
+    """resolve_arguments, then what depends on the mode: an argument a real robot requires (policy_checkpoint)
+    is refused when missing, and one left "" takes the policy checkpoint's value (chunk_mode in its policy.json)
+    or the mode's default (mode_defaults). Reads only the checkpoint's metadata JSON."""
     if mode not in graph.modes:
         raise cfg.ConfigError(f"unknown mode {mode!r} (modes: {', '.join(graph.modes)})")
     args = resolve_arguments(graph, given)
-    use_sim = args.get("use_sim") == "true"
+    nodes = [graph.nodes[k] for k in started_keys(graph, mode, args.get("use_sim") == "true")]
+    used = {a for t in nodes for v in t.parameters.values() for a in _ARG_RE.findall(str(v))}
+    if args.get("use_sim") == "false":
+        for name, spec in graph.arguments.items():
+            if spec.required_on_robot and name in used and args[name] == "":
+                what = "<folder>" if spec.type == "path" else "<value>"
+                raise cfg.ConfigError(f"use_sim is false: {name}:={what} is required; {spec.required_on_robot}")
+    for name, value in graph.mode_defaults.get(mode, {}).items():
+        if args[name] == "":
+            stated = launch_chunk_mode(args.get("policy_checkpoint", ""), mode) if name == "chunk_mode" else None
+            args[name] = check_argument(name, graph.arguments[name], stated or value)
+    return args
+
+
+def started_keys(graph: GraphConfig, mode: str, use_sim: bool) -> list[str]:
+    """The node keys mode ``mode`` starts (``when: use_sim`` nodes only in simulation, and the reverse)."""
+    return [k for k in graph.modes[mode]
+            if not (graph.nodes[k].when == "use_sim" and not use_sim)
+            and not (graph.nodes[k].when == "not_use_sim" and use_sim)]
+
+
+def resolve(mode: str, given: dict[str, str] | None = None, graph: GraphConfig | None = None) -> list[NodeSpec]:
+    """The nodes mode ``mode`` starts, with every argument substituted."""
+    graph = graph or load_graph()
+    args = resolve_mode_arguments(graph, mode, given)
     specs = []
-    for key in graph.modes[mode]:
+    for key in started_keys(graph, mode, args.get("use_sim") == "true"):
         t = graph.nodes[key]
-        if (t.when == "use_sim" and not use_sim) or (t.when == "not_use_sim" and use_sim):
-            continue
         params = tuple((k, _substitute(v, args, graph.arguments)) for k, v in t.parameters.items())
         remaps = tuple((a, str(_substitute(b, args, graph.arguments))) for a, b in t.remappings.items())
         specs.append(NodeSpec(key, t.executable, t.module, t.name, params, remaps))

@@ -5,12 +5,14 @@ Nodes are resolved inside an OpaqueFunction so ``use_sim:=auto`` and every ``nam
 on the command line take effect at launch time, through the same resolve() the CLI uses: launch
 arguments arrive as text and are checked against their declared types there, so a wrong value stops
 ``ros2 launch`` with the CLI's one line (``launch argument sim_camera_rate_hz: expected a number (float),
-got 'abc'``) before any node starts.
+got 'abc'``) before any node starts. The same function refuses a real-robot graph without a policy checkpoint
+and a simulated one beside a live robot driver (cosmos_policy_ros/driver_check.py), each in one line.
 """
 from __future__ import annotations
 
 from cosmos_policy_ros.config import ConfigError
-from cosmos_policy_ros.graph import PACKAGE, load_graph, resolve
+from cosmos_policy_ros.driver_check import refuse_sim_beside_driver
+from cosmos_policy_ros.graph import PACKAGE, load_graph, resolve, resolve_mode_arguments
 
 
 def generate_mode_launch_description(mode: str):
@@ -30,6 +32,9 @@ def generate_mode_launch_description(mode: str):
         from launch_ros.actions import Node
 
         given = {k: context.launch_configurations[k] for k in graph.arguments if k in context.launch_configurations}
+        args = resolve_mode_arguments(graph, mode, given)
+        specs = resolve(mode, args, graph)
+        refuse_sim_beside_driver(specs, args, given.get("use_sim", "auto").strip().lower())
         return [
             Node(
                 package=PACKAGE,
@@ -40,7 +45,7 @@ def generate_mode_launch_description(mode: str):
                 output="screen",
                 emulate_tty=True,
             )
-            for spec in resolve(mode, given, graph)
+            for spec in specs
         ]
 
     return LaunchDescription([*declared, OpaqueFunction(function=make_nodes)])

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from cosmos_policy_ros import driver_check
 from cosmos_policy_ros import graph as graph_mod
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILES = {"direct": "aloha_direct.launch.py", "planning": "aloha_planning.launch.py",
                 "sim": "aloha_sim.launch.py", "record": "aloha_record.launch.py"}
+# A real-robot graph needs a policy checkpoint (the bundled one is a sim toy); any existing bundle folder will do.
+ROBOT_CHECKPOINT = str(ROOT / "checkpoints" / "sim_small_transfer_cube")
 
 
 class _Recorded:
@@ -56,6 +59,8 @@ def launch_standin(monkeypatch):
     for name, mod in {"launch": launch, "launch.actions": actions,
                       "launch_ros": launch_ros, "launch_ros.actions": ros_actions}.items():
         monkeypatch.setitem(sys.modules, name, mod)
+    # the sim's driver check still runs (test/foundation/test_launch_safety.py tests it), with a short window
+    monkeypatch.setattr(driver_check, "DISCOVERY_S", 0.2)
 
 
 def _launch(mode: str, overrides: dict[str, str]):
@@ -71,7 +76,8 @@ def _launch(mode: str, overrides: dict[str, str]):
 
 
 @pytest.mark.parametrize("mode", sorted(LAUNCH_FILES))
-@pytest.mark.parametrize("overrides", [{"use_sim": "true"}, {"use_sim": "false", "task": "insertion"},
+@pytest.mark.parametrize("overrides", [{"use_sim": "true"},
+                                       {"use_sim": "false", "task": "insertion", "policy_checkpoint": ROBOT_CHECKPOINT},
                                        {"use_sim": "true", "chunk_mode": "temporal_ensemble", "backend": "auto"}])
 def test_launch_file_yields_the_defined_graph(launch_standin, mode, overrides):
     declared, nodes = _launch(mode, overrides)
@@ -88,7 +94,7 @@ def test_launch_file_yields_the_defined_graph(launch_standin, mode, overrides):
 
 def test_use_sim_switches_the_sim_node(launch_standin):
     _, with_sim = _launch("direct", {"use_sim": "true"})
-    _, without = _launch("direct", {"use_sim": "false"})
+    _, without = _launch("direct", {"use_sim": "false", "policy_checkpoint": ROBOT_CHECKPOINT})
     assert "sim_node" in [n.kwargs["executable"] for n in with_sim]
     assert "sim_node" not in [n.kwargs["executable"] for n in without]
     executor = next(n for n in with_sim if n.kwargs["executable"] == "executor_node")

@@ -18,7 +18,8 @@ Topics (names in cosmos_policy_ros/topics.py; rename by remapping):
                                                      stamp = when that chunk should take over (the k-th
                                                      action of the newest chunk; = now when dry),
                                                      frame_id = chunk mode
-Services (std_srvs/Trigger): EXECUTOR_SERVICES /cosmos/executor/{start,stop,home,sleep}
+Services (std_srvs/Trigger): EXECUTOR_SERVICES /cosmos/executor/{start,stop,home,sleep}; start and home
+from IDLE first let the backend prepare (interbotix/sim: gripper reboot and driver modes, ~1 s).
 Parameters: config (executor yaml); robot_config, backend, chunk_mode, autostart override the yaml
 when set.
 
@@ -41,6 +42,7 @@ from std_srvs.srv import Trigger
 
 from cosmos_policy_ros import topics
 from cosmos_policy_ros.config import ConfigError
+from cosmos_policy_ros.errors import CosmosError, one_line
 from cosmos_policy_ros.msg import ActionChunk, ExecutorStatus
 from cosmos_policy_ros.nodes.chunk_msgs import chunk_from_msg, time_msg
 from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types, run_node
@@ -48,7 +50,7 @@ from cosmos_policy_ros.nodes.log_throttle import ThrottledLog
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.robot.backends.base import Backend, apply_tick
 from cosmos_policy_ros.robot.executor_config import ExecutorConfig, load_executor_config
-from cosmos_policy_ros.robot.executor_core import ExecutorCore
+from cosmos_policy_ros.robot.executor_core import IDLE, ExecutorCore
 from cosmos_policy_ros.robot.rate_loop import RateLoop
 from cosmos_policy_ros.robot.scheduler import MODES, ChunkError
 
@@ -57,7 +59,7 @@ def make_backend(name: str, node: Node, robot: AlohaRobot, config: ExecutorConfi
     if name in ("interbotix", "sim"):
         from cosmos_policy_ros.robot.backends.interbotix import InterbotixBackend, SimBackend
 
-        return (SimBackend if name == "sim" else InterbotixBackend)(node, robot)
+        return (SimBackend if name == "sim" else InterbotixBackend)(node, robot, config.interbotix)
     if name == "dynamixel":
         from cosmos_policy_ros.robot.backends.dynamixel import DynamixelBackend
 
@@ -135,9 +137,24 @@ class ExecutorNode(Node):
             self._autostart_timer = self.create_timer(0.1, self._try_autostart)
 
     def _try_autostart(self) -> None:
-        ok, msg = self.core.start(self.now_s())
+        if not all(w.last > -math.inf for w in self.core.state_watch):
+            return  # no joint states yet: nothing to prepare for
+        ok, msg = self._leave_idle("start")
         if ok:
             self._autostart_timer.cancel()
+        else:
+            self.get_logger().warning(f"autostart: {msg}", throttle_duration_sec=5.0)
+
+    def _leave_idle(self, name: str) -> tuple[bool, str]:
+        """start / home: from IDLE the backend first clears what the last run left (gripper reboot)."""
+        if self.core.state == IDLE:
+            try:
+                q = self.backend.prepare()
+            except CosmosError as exc:
+                return False, f"{self.cfg.backend} backend: {one_line(exc)}"
+            if q is not None:
+                self.core.on_measured(q, self.now_s())
+        return getattr(self.core, name)(self.now_s())
 
     def _tick(self) -> None:
         now = self.now_s()
@@ -186,7 +203,10 @@ class ExecutorNode(Node):
         self.core.set_estop(bool(msg.data), self.now_s())
 
     def _on_service(self, name: str, res: Trigger.Response) -> Trigger.Response:
-        ok, message = getattr(self.core, name)(self.now_s())
+        if name in ("start", "home"):
+            ok, message = self._leave_idle(name)
+        else:
+            ok, message = getattr(self.core, name)(self.now_s())
         res.success, res.message = bool(ok), message
         if not ok:
             self.get_logger().warning(f"{name} refused: {message}")

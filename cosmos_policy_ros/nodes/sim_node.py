@@ -1,15 +1,20 @@
 """Simulated ALOHA on the real robot's topics.
 
 Publishes what the Interbotix xs_sdk and realsense2_camera publish (follower joint_states in the
-xs_sdk layout, rgb8 images on /<cam>/camera/color/image_rect_raw) and obeys the driver's command
-topics (JointGroupCommand "arm" in rad, JointSingleCommand "gripper" in gripper-motor rad). Bad
-commands are logged in one line and ignored; the sim keeps running.
+xs_sdk layout, rgb8 images on /<cam>/camera/color/image_rect_raw) and serves the driver's command
+topics and services per follower namespace (nodes/xs_driver_server.py) with the driver's semantics
+(robot/xs_driver_emulation.py): the arms start in Interbotix's follower bring-up modes, so a gripper
+command means finger metres (linear_position) until a client switches the gripper to
+current_based_position; a joint without torque goes limp (an arm sags); a gripper that pushes with
+too much current for too long faults and ignores commands until rebooted. What the real driver
+refuses or logs is logged here (counted as bad_commands in the status); the sim keeps running.
 
 Threads: physics and rendering each have their own, so joint states keep their rate (one per 50 Hz
 step, as the executor's 0.5 s joint-state watchdog expects) whatever the images cost:
   sim         step -> joint_states (+ /clock) -> every k-th step hand a snapshot to the renderer
   sim-render  owns the MuJoCo GL contexts; renders the newest snapshot, publishes the images
-  executor    command callbacks set targets; status timer; reset service
+  executor    command and driver-service callbacks (one callback group per arm, as each real arm has an
+              xs_sdk process) set targets and torque; status timer; reset service
 In wall time a snapshot the renderer has not started yet is replaced by the next (images may come
 slower than camera_rate_hz on a busy CPU; physics never waits). In fast and lockstep time the sim
 waits for each image set, so every k-th simulated step has its images, as before. Measured:
@@ -25,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -37,9 +42,11 @@ from cosmos_policy_ros import topics
 from cosmos_policy_ros.msg import EpisodeEvent  # noqa: F401  (type registered for recorders)
 from cosmos_policy_ros.nodes.chunk_msgs import time_msg
 from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types, run_node
+from cosmos_policy_ros.nodes.xs_driver_server import XsDriverServer
 from cosmos_policy_ros.perception.cameras import load_cameras
 from cosmos_policy_ros.perception.image_codec import fill_image
 from cosmos_policy_ros.robot.aloha import AlohaRobot
+from cosmos_policy_ros.robot.xs_driver_emulation import XsDriverEmulation
 from cosmos_policy_ros.srv import ResetEpisode
 
 
@@ -127,7 +134,8 @@ class SimNode(Node):
         self._fresh = {"left": False, "right": False}
         self._cmd_event = threading.Event()
         self._pending_reset: tuple[str, int] | None = None
-        self.bad_commands = 0
+        self.drivers: dict[str, tuple[XsDriverEmulation, XsDriverServer]] = {}
+        self._apply_locks = {s: threading.Lock() for s in self.robot.config.arms}
         self.failed = False
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -138,11 +146,6 @@ class SimNode(Node):
             if self.cfg.time_mode != "wall" else None
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.status_pub = self.create_publisher(String, topics.SIM_STATUS, latched)
-        for side in self.robot.config.arms:
-            self.create_subscription(JointGroupCommand, self.robot.follower_topic(side, "joint_group"),
-                                     lambda m, s=side: self._on_group(s, m), 10)
-            self.create_subscription(JointSingleCommand, self.robot.follower_topic(side, "joint_single"),
-                                     lambda m, s=side: self._on_single(s, m), 10)
         self.create_service(ResetEpisode, topics.SIM_RESET, self._on_reset)
         self.create_timer(1.0 / self.cfg.status_rate_hz, self._publish_status)
 
@@ -153,37 +156,40 @@ class SimNode(Node):
         self._render_thread.start()
         if not self._ready.wait(timeout=120) or self._error is not None:
             raise ValueError(f"simulation failed to start: {self._error}")
+        self._gripper_range = self.sim.gripper_motor_range()
+        for side in self.robot.config.arms:  # the driver's interface, once there are motors to drive
+            emu = XsDriverEmulation(self.robot, initial=self.sim.joint_state(side).position[:7])
+            server = XsDriverServer(self, self.robot, side, emu, on_change=self._apply_driver,
+                                    on_command=self._on_command, callback_group=MutuallyExclusiveCallbackGroup())
+            self.drivers[side] = (emu, server)
+            self._apply_driver(side)
         self._thread = threading.Thread(target=self._guarded, args=(self._run,), name="sim", daemon=True)
         self._thread.start()
         self.get_logger().info(
             f"simulated ALOHA: task {self.cfg.task}, seed {self.sim.seed}, {self.cfg.time_mode} time, "
             f"{len(self.cfg.cameras)} cameras {self.cfg.width}x{self.cfg.height} at {self.cfg.camera_rate_hz:g} Hz")
 
-    # ---- commands (executor thread) ---------------------------------------------------------
-    def _reject(self, text: str) -> None:
-        self.bad_commands += 1
-        self.get_logger().error(f"rejected command: {text}")
+    # ---- the emulated driver (executor threads; the physics thread after a fault) ---------------
+    def _apply_driver(self, side: str) -> None:
+        """Hand the emulated motors' targets and torque to the physics."""
+        emu = self.drivers[side][0]
+        with self._apply_locks[side]:
+            targets = emu.targets()
+            self.sim.apply_arm_command(side, targets[:6])
+            self.sim.apply_gripper_command(side, targets[6])
+            self.sim.set_torque(side, emu.torque_mask())
 
-    def _on_group(self, side: str, msg) -> None:
-        if msg.name != self.robot.config.arm_group_name:
-            return self._reject(f"{side} joint_group name {msg.name!r} (this robot has group "
-                                f"{self.robot.config.arm_group_name!r})")
-        try:
-            self.sim.apply_arm_command(side, list(msg.cmd))
-        except ValueError as exc:
-            return self._reject(str(exc))
+    def _on_command(self, side: str, kind: str) -> None:
+        if kind != "group":
+            return
         with self._cmd_lock:
             self._fresh[side] = True
             if all(self._fresh.values()):
                 self._cmd_event.set()
 
-    def _on_single(self, side: str, msg) -> None:
-        if msg.name != self.robot.config.gripper_joint:
-            return self._reject(f"{side} joint_single name {msg.name!r} (only {self.robot.config.gripper_joint!r})")
-        try:
-            self.sim.apply_gripper_command(side, msg.cmd)
-        except ValueError as exc:
-            self._reject(str(exc))
+    @property
+    def bad_commands(self) -> int:
+        return sum(server.bad_commands for _, server in self.drivers.values())
 
     def _on_reset(self, request, response):
         task = request.task or self.sim.task_name
@@ -259,6 +265,9 @@ class SimNode(Node):
             if self._pending_reset is not None:
                 task, seed = self._pending_reset
                 self.sim.reset(task, None if seed < 0 else seed)
+                for side, (emu, _) in self.drivers.items():  # the motors were moved: goal := present
+                    emu.set_present(self.sim.joint_state(side).position[:7])
+                    self._apply_driver(side)
                 self.get_logger().info(f"reset: task {task}, seed {self.sim.seed}")
                 self._pending_reset = None
             if c.time_mode == "lockstep":
@@ -288,6 +297,10 @@ class SimNode(Node):
                              effort=js.effort.tolist())
             msg.header.stamp = stamp
             pub.publish(msg)
+            emu, server = self.drivers[side]
+            if emu.observe(js.position[:7], js.velocity[:7], self.sim.dt, self._gripper_range):  # a fault, ...
+                self._apply_driver(side)
+                server.flush_events()
         if render:
             self._frames.put((self.sim.snapshot(), stamp))
             if self.cfg.time_mode != "wall":  # simulated time: every k-th step has its images

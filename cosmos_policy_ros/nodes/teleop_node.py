@@ -1,5 +1,7 @@
 """Scripted teleoperator: plays the leader arms from the sim's demonstrator and drives the followers.
 
+First, as Interbotix's teleop opening ceremony does, the follower drivers are set up for radian
+gripper commands (robot/backends/xs_driver_client.py: gripper reboot, current_based_position).
 Per episode: reset the sim (topics.SIM_RESET, task + seed), plan on a private world, squeeze both
 leader grippers (the recorder's auto-record starts the episode; or call the recorder's episode
 service, start), stream leader joint states and follower commands at 50 Hz, then stop the episode
@@ -29,6 +31,8 @@ from cosmos_policy_ros.data.scripted_operator import ScriptedOperator
 from cosmos_policy_ros.msg import EpisodeEvent
 from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types, run_node
 from cosmos_policy_ros.robot.aloha import AlohaRobot
+from cosmos_policy_ros.robot.backends.xs_driver_client import XsDriverClient
+from cosmos_policy_ros.robot.executor_config import InterbotixConfig
 from cosmos_policy_ros.srv import EpisodeCommand, ResetEpisode
 
 
@@ -67,6 +71,7 @@ class TeleopNode(Node):
         self.single_pubs = {s: self.create_publisher(JointSingleCommand, self.robot.follower_topic(s, "joint_single"),
                                                      100) for s in arms}
         self.reset_client = self.create_client(ResetEpisode, topics.SIM_RESET)
+        self.driver = XsDriverClient(self, self.robot, InterbotixConfig())
         recorder = RecordSettings()  # the recorder's service and marker topic, as it names them by default
         self.episode_client = self.create_client(EpisodeCommand, recorder.service)
         self.sim_status: dict = {}
@@ -123,7 +128,11 @@ class TeleopNode(Node):
     def _tick(self) -> None:
         c = self.cfg
         if self.state == "wait":
-            if self.reset_client.service_is_ready() and self.episode_client.service_is_ready():
+            if (self.reset_client.service_is_ready() and self.episode_client.service_is_ready()
+                    and self.driver.driver_ready()):
+                for line in self.driver.prepare(starting=True):
+                    self.get_logger().warning(line)
+                self.get_logger().info("follower drivers set up: gripper current_based_position")
                 self._goto("reset")
         elif self.state == "reset":
             seed = c.seed + self.episode
@@ -183,6 +192,7 @@ class TeleopNode(Node):
 
     def close(self) -> None:
         self.operator.close()
+        self.driver.close()
 
 
 def main(args: list[str] | None = None) -> int:

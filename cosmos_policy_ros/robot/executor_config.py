@@ -1,8 +1,8 @@
 """Executor configuration (config/executor.yaml) as typed dataclasses.
 
 One file holds everything a lab tunes for the executor — rate, chunk mode, watchdog, safety caps,
-moves, backend and Dynamixel bus — so a deployment is reviewed in one place. Errors are one line
-naming the file and key (cosmos_policy_ros.config).
+moves, backend, Interbotix driver set-up and Dynamixel bus — so a deployment is reviewed in one
+place. Errors are one line naming the file and key (cosmos_policy_ros.config).
 """
 from __future__ import annotations
 
@@ -40,6 +40,34 @@ class DynamixelConfig:
 
 
 @dataclass
+class InterbotixConfig:
+    """How the interbotix (and sim) backend prepares the xs_sdk driver (robot/backends/xs_driver_client.py)."""
+
+    # true: at open, start and home set the arm to position and the gripper to current_based_position,
+    # reboot the gripper and write its Current_Limit, as Interbotix/aloha's setup_follower_bot and
+    # RealEnv.reset do. false: stream to the driver as it is (its bring-up gripper mode, linear_position,
+    # takes our radians as metres: the grippers close and stay closed). Only for tests and diagnosis.
+    configure_driver: bool = True
+    # s: open() waits this long for the driver's services, then refuses to stream
+    driver_timeout_s: float = 20.0
+    # s: one service call; a reboot alone takes ~1 s (dynamixel_workbench waits 1 s after it)
+    service_timeout_s: float = 5.0
+    # Current_Limit of the gripper motors, units of 2.69 mA (200 = 538 mA): Interbotix's aloha_vx300s.yaml
+    # (humble) and the ROS 1 ALOHA README ("to prevent overloading errors")
+    gripper_current_limit: int = 200
+    # reboot the gripper motors at open and before each start / home from IDLE (upstream: every setup and
+    # reset), so an overload fault from the last run is cleared; the gripper is limp for ~1 s meanwhile
+    reboot_grippers: bool = True
+
+    def validate(self) -> None:
+        if self.driver_timeout_s <= 0 or self.service_timeout_s <= 0:
+            raise cfg.ConfigError("interbotix.driver_timeout_s and service_timeout_s must be positive")
+        if not 0 <= self.gripper_current_limit <= 2047:
+            raise cfg.ConfigError(
+                f"interbotix.gripper_current_limit: expected 0..2047, got {self.gripper_current_limit}")
+
+
+@dataclass
 class ExecutorConfig:
     rate_hz: float = 50.0
     loop_priority: int = 0  # >0: SCHED_FIFO priority of the loop thread (robot PC with rtprio); 0 = normal
@@ -54,6 +82,7 @@ class ExecutorConfig:
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     motion: MotionConfig = field(default_factory=MotionConfig)
     dynamixel: DynamixelConfig = field(default_factory=DynamixelConfig)
+    interbotix: InterbotixConfig = field(default_factory=InterbotixConfig)
 
     def validate(self) -> None:
         if not 1.0 <= self.rate_hz <= 1000.0:
@@ -64,7 +93,7 @@ class ExecutorConfig:
             raise cfg.ConfigError("status_rate_hz: must be positive")
         if not self.log_throttle_s > 0:
             raise cfg.ConfigError(f"log_throttle_s: must be positive, got {self.log_throttle_s}")
-        for part in (self.scheduler, self.safety, self.watchdog, self.motion):
+        for part in (self.scheduler, self.safety, self.watchdog, self.motion, self.interbotix):
             part.validate()
 
 

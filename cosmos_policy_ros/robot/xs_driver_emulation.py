@@ -533,9 +533,12 @@ class XsDriverEmulation:
             m.target = new
         return changed
 
-    def observe(self, positions, velocities, dt: float) -> bool:
+    def observe(self, positions, velocities, dt: float, gripper_range: tuple[float, float] | None = None) -> bool:
         """The measured motor positions/velocities (7 each) after ``dt`` s: the sim's physics reports them.
 
+        ``gripper_range`` (rad): the gripper angles the physics can reach at all. A target beyond it
+        is not pushing against anything real (the sim's finger slides end there, the real gripper's
+        travel does not), so the load model clips the target to it.
         Updates the load and overload model; returns True when the targets changed (torque, a fault,
         a velocity-type mode) and the physics should take them again.
         """
@@ -543,11 +546,12 @@ class XsDriverEmulation:
             for m, p, v in zip(self.motors.values(), positions, velocities):
                 m.present, m.velocity = float(p), float(v)
             changed = self._update_targets(dt)
-            return self._update_load(dt) or changed
+            return self._update_load(dt, gripper_range) or changed
 
-    def _update_load(self, dt: float) -> bool:
+    def _update_load(self, dt: float, reachable: tuple[float, float] | None = None) -> bool:
         c, m = self.cfg, self.motors[self.gripper]
-        pushing = m.torque and abs(m.target - m.present) > c.stall_error_rad and abs(m.velocity) < c.still_velocity
+        target = m.target if reachable is None else float(np.clip(m.target, *reachable))
+        pushing = m.torque and abs(target - m.present) > c.stall_error_rad and abs(m.velocity) < c.still_velocity
         m.current_ma = self._drive_current_ma(m) if pushing else 0.0
         if not pushing or m.current_ma < c.overload_current_ma:
             m.overload_s = 0.0

@@ -215,6 +215,14 @@ class SimAloha:
         with self._lock:
             self.data.ctrl[self._finger_act[side]] = [finger, -finger]  # actuator ctrlrange clips
 
+    def gripper_motor_range(self) -> tuple[float, float]:
+        """The follower gripper motor angles (rad) the simulated fingers can reach: their slide's range."""
+        lo, hi = self.model.jnt_range[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT,
+                                                        f"{self.wc.arm_prefix['left']}/"
+                                                        f"{self.robot.config.finger_joints[0]}")]
+        a, b = (float(self.gripper_units.finger_to_command_rad(x)) for x in (lo, hi))
+        return min(a, b), max(a, b)
+
     def set_torque(self, side: str, enabled) -> None:
         """Motor torque per joint (6 arm joints, gripper), as the driver's torque_enable leaves it.
 

@@ -1,4 +1,4 @@
-"""Executor node over real DDS (loopback): chunks in, 50 Hz Interbotix commands out, measured."""
+"""Executor node over real DDS (loopback): chunks in, 50 Hz Interbotix commands out (emulated xs_sdk), measured."""
 from __future__ import annotations
 
 import math
@@ -19,8 +19,6 @@ from builtin_interfaces.msg import Duration  # noqa: E402
 from helpers import spin_until  # noqa: E402
 from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Bool, Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectoryPoint  # noqa: E402
@@ -52,17 +50,21 @@ def make_chunk(node, seq, names=None, n=50, period=0.04, amp=0.2):
 
 @pytest.fixture
 def executor_proc():
+    """The executor with the interbotix backend, and the emulated xs_sdk it configures and streams to."""
+    env = local_ros_env(int(os.environ["ROS_DOMAIN_ID"]))
+    driver = subprocess.Popen([sys.executable, "-m", "cosmos_policy_ros.nodes.xs_sdk_emulator_node", "--ros-args",
+                               "-p", "pose:=start"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     cmd = [sys.executable, "-m", "cosmos_policy_ros.nodes.executor_node", "--ros-args",
            "-p", "backend:=interbotix", "-p", "chunk_mode:=blend"]
-    proc = subprocess.Popen(cmd, env=local_ros_env(int(os.environ["ROS_DOMAIN_ID"])),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    for p in (proc, driver):
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def test_chunks_in_50hz_commands_out(ros_context, executor_proc):
@@ -75,8 +77,6 @@ def test_chunks_in_50hz_commands_out(ros_context, executor_proc):
                                  lambda m, s=side: got[s]["group"].append((time.monotonic(), m)), 100)
         node.create_subscription(JointSingleCommand, ROBOT.follower_topic(side, "joint_single"),
                                  lambda m, s=side: got[s]["single"].append((time.monotonic(), m)), 100)
-    js_pubs = [node.create_publisher(JointState, ROBOT.follower_topic(s, "joint_states"), qos_profile_sensor_data)
-               for s in ("left", "right")]
     chunk_pub = node.create_publisher(ActionChunk, topics.ACTION_CHUNK, 10)
     estop_pub = node.create_publisher(Bool, topics.ESTOP, 10)
     statuses, requests = [], []
@@ -89,21 +89,12 @@ def test_chunks_in_50hz_commands_out(ros_context, executor_proc):
         chunk_pub.publish(make_chunk(node, seq[0]))
 
     node.create_subscription(Header, topics.CHUNK_REQUEST, on_request, 10)
-    finger = float(ROBOT.normalized_to_follower_finger(0.5))
-
-    def publish_joint_states():
-        for pub in js_pubs:
-            msg = JointState(name=ROBOT.driver_joint_names,
-                             position=[float(x) for x in START[:6]] + [1.0, finger, -finger])
-            msg.header.stamp = node.get_clock().now().to_msg()
-            pub.publish(msg)
-
-    node.create_timer(0.01, publish_joint_states)
     start_cli = node.create_client(Trigger, f"{topics.EXECUTOR_SERVICES}/start")
-    assert spin_until(ex, lambda: start_cli.service_is_ready(), timeout=20), "executor services never appeared"
+    # the executor's services appear once its backend has configured the emulated driver (gripper reboots)
+    assert spin_until(ex, lambda: start_cli.service_is_ready(), timeout=40), "executor services never appeared"
     spin_until(ex, lambda: False, timeout=0.3)  # joint states reach the executor
     fut = start_cli.call_async(Trigger.Request())
-    assert spin_until(ex, fut.done, timeout=5)
+    assert spin_until(ex, fut.done, timeout=10)  # start reboots the grippers first (~1 s)
     assert fut.result().success, fut.result().message
 
     # ---- steady streaming -----------------------------------------------------------------------

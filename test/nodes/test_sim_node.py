@@ -88,14 +88,18 @@ def test_sim_node_topics_commands_and_bad_input(sim_process, ros_context):
         assert reached(), f"left arm at {list(states['left'][-1].position[:6])}, wanted {target}"
         assert not np.allclose(states["right"][-1].position[:6], target, atol=0.03)
 
-        # bad input: wrong length, NaN, wrong group name -> rejected, sim keeps publishing the same target
+        # bad input: wrong length for the group ("all" has the 7 motors) -> refused as the driver does, the
+        # sim keeps publishing the same target; NaN -> what the real driver makes of it: the zero-radian goal
         n_before = len(states["left"])
         group.publish(JointGroupCommand(name="arm", cmd=[0.0] * 5))
-        group.publish(JointGroupCommand(name="arm", cmd=[float("nan")] * 6))
         group.publish(JointGroupCommand(name="all", cmd=[0.0] * 6))
-        assert spin_until(ex, lambda: status and status[-1]["bad_commands"] >= 3, timeout=15), status[-1:]
+        assert spin_until(ex, lambda: status and status[-1]["bad_commands"] >= 2, timeout=15), status[-1:]
         assert spin_until(ex, lambda: len(states["left"]) > n_before + 10, timeout=15)
-        assert reached(), "a rejected command moved the arm"
+        assert reached(), "a refused command moved the arm"
+        group.publish(JointGroupCommand(name="arm", cmd=[float("nan")] * 6))
+        assert spin_until(ex, lambda: status[-1]["bad_commands"] >= 3
+                          and np.allclose(states["left"][-1].position[:6], 0.0, atol=0.05), timeout=15), \
+            f"NaN goals: left arm at {list(states['left'][-1].position[:6])}, the driver sends it to 0 rad"
 
         assert reset.wait_for_service(timeout_sec=10)
         fut = reset.call_async(ResetEpisode.Request(task="transfer_cube", seed=11))
@@ -104,6 +108,63 @@ def test_sim_node_topics_commands_and_bad_input(sim_process, ros_context):
         fut = reset.call_async(ResetEpisode.Request(task="juggling", seed=1))
         assert spin_until(ex, fut.done, timeout=10)
         assert not fut.result().success and "unknown task 'juggling'" in fut.result().message
+    finally:
+        node.destroy_node()
+    assert sim_process.poll() is None, "sim node died"
+
+
+def test_sim_node_serves_the_driver_services_with_the_drivers_semantics(sim_process, ros_context):
+    """Like the real xs_sdk after bring-up: a gripper command in rad closes the gripper (linear_position reads
+    metres) until set_operating_modes switches it to current_based_position; an arm without torque sags."""
+    import rclpy
+    from helpers import spin_until
+    from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+    from interbotix_xs_msgs.srv import OperatingModes, RobotInfo, TorqueEnable
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import JointState
+
+    from cosmos_policy_ros.robot.aloha import AlohaRobot
+    from cosmos_policy_ros.robot.xs_driver_emulation import GripperGeometry
+
+    robot = AlohaRobot.from_yaml()
+    node = rclpy.create_node("sim_driver_client", context=ros_context)
+    states = []
+    node.create_subscription(JointState, "/follower_right/joint_states", states.append, 10)
+    group = node.create_publisher(JointGroupCommand, "/follower_right/commands/joint_group", 10)
+    single = node.create_publisher(JointSingleCommand, "/follower_right/commands/joint_single", 10)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+
+    def call(srv_type, service, **fields):
+        client = node.create_client(srv_type, f"/follower_right/{service}")
+        assert client.wait_for_service(timeout_sec=30), service
+        fut = client.call_async(srv_type.Request(**fields))
+        assert spin_until(ex, fut.done, timeout=10), service
+        return fut.result()
+
+    def gripper_after(rad, seconds=1.5):
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            single.publish(JointSingleCommand(name="gripper", cmd=rad))
+            spin_until(ex, lambda: False, timeout=0.05)
+        return float(robot.follower_finger_to_normalized(states[-1].position[7]))
+
+    try:
+        assert call(RobotInfo, "get_robot_info", cmd_type="single", name="gripper").mode == "linear_position"
+        gripper_after(2 * 0.055)  # linear_position: the distance between the fingers, m
+        assert states[-1].position[6] == pytest.approx(GripperGeometry().motor_angle(2 * 0.055), abs=0.03)
+        opened = robot.config.gripper.follower_joint_open
+        assert gripper_after(opened) < 0.15, "rad read as metres: the zero-radian goal closes the gripper"
+        call(OperatingModes, "set_operating_modes", cmd_type="single", name="gripper", mode="current_based_position",
+             profile_type="velocity", profile_velocity=0, profile_acceleration=0)
+        assert gripper_after(opened) > 0.9
+        shoulder = states[-1].position[1]
+        call(TorqueEnable, "torque_enable", cmd_type="group", name="arm", enable=False)
+        assert spin_until(ex, lambda: states[-1].position[1] < shoulder - 0.2, timeout=5), "the arm did not sag"
+        call(TorqueEnable, "torque_enable", cmd_type="group", name="arm", enable=True)
+        start = list(robot.config.poses.start)
+        assert spin_until(ex, lambda: group.publish(JointGroupCommand(name="arm", cmd=start)) or
+                          np.allclose(states[-1].position[:6], start, atol=0.03), timeout=15)
     finally:
         node.destroy_node()
     assert sim_process.poll() is None, "sim node died"

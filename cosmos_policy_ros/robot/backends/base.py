@@ -24,6 +24,14 @@ class Backend(ABC):
     def read(self) -> np.ndarray | None:
         return None
 
+    def prepare(self) -> np.ndarray | None:
+        """Before a start or home move from IDLE: clear what the last run left (a faulted gripper).
+
+        May block for a few seconds; raises a CosmosError to refuse (one line). Must not move the arms.
+        Returns a fresh 14-D measured state when the joint states the node holds went stale meanwhile.
+        """
+        return None
+
     def set_torque(self, enabled: bool) -> None:
         """Only ever called with False after a completed sleep move (ExecutorCore)."""
 

@@ -5,11 +5,13 @@ framing, CRC, byte stuffing, sync read timing), which only talks to a serial dev
 the SDK a real device path (``/dev/pts/N``); this emulator answers on the master side like a chain
 of X-series motors: real CRC-16 (poly 0x8005), byte stuffing both ways, status packets with error
 bytes, EEPROM write protection while torque is on, Secondary_ID (shadow motors follow writes to
-their primary without answering), position limits in position mode, and motors that move toward
-their goal at Profile_Velocity (0 = Velocity_Limit) while torque is on.
+their primary without answering), position limits in position mode, Drive_Mode's direction bit
+(switching it mirrors the position about 2048 ticks), and motors that move toward their goal at
+Profile_Velocity (0 = Velocity_Limit) while torque is on.
 
 Instructions: PING, READ, WRITE, REBOOT, SYNC_READ, SYNC_WRITE (broadcast where the protocol
-allows). Default motor set: ALOHA vx300s follower, IDs 1..9 (1-7 XM540-W270, 8-9 XM430-W350).
+allows). Default motor set: ALOHA vx300s follower, IDs 1..9 (1-7 XM540-W270, 8-9 XM430-W350),
+Drive_Mode as Interbotix's aloha_vx300s.yaml sets it.
 
 Standalone: ``python -m cosmos_policy_ros.robot.dxl_emulator --link /tmp/ttyDXL_follower_left``.
 """
@@ -33,6 +35,8 @@ ERR_INSTRUCTION, ERR_CRC, ERR_DATA_RANGE, ERR_DATA_LENGTH, ERR_DATA_LIMIT, ERR_A
 XM540_W270, XM430_W350 = 1120, 1020
 ALOHA_FOLLOWER_MODELS = {1: XM540_W270, 2: XM540_W270, 3: XM540_W270, 4: XM540_W270, 5: XM540_W270,
                          6: XM540_W270, 7: XM540_W270, 8: XM430_W350, 9: XM430_W350}
+# Drive_Mode 1 (reversed): shoulder 2, elbow 4, wrist_angle 7 (Interbotix aloha_vx300s.yaml); the rest 0
+ALOHA_FOLLOWER_DRIVE_MODES = {2: 1, 4: 1, 7: 1}
 
 # control table (X-series): name -> (address, size)
 CT = dict(model_number=(0, 2), firmware=(6, 1), id=(7, 1), baud_rate=(8, 1), return_delay=(9, 1),
@@ -173,7 +177,11 @@ class Motor:
                 return ERR_DATA_LIMIT  # position mode enforces the EEPROM limits
         self.update()
         was_torque = self.get("torque_enable")
+        was_reversed = self.get("drive_mode") & 1
         self.table[addr:end] = data
+        if (self.get("drive_mode") & 1) != was_reversed:  # the direction flips: the same angle reads mirrored
+            self.pos = 4096.0 - self.pos
+            self.set("goal_position", int(round(self.pos)))
         if addr <= CT["torque_enable"][0] < end:
             t = self.get("torque_enable")
             self.torque_history.append(t)
@@ -195,10 +203,15 @@ class BusStats:
 class DxlBusEmulator:
     """Motors on one pty. ``port`` is the device path to give to dynamixel_sdk.PortHandler."""
 
-    def __init__(self, models: dict[int, int] | None = None, positions: dict[int, int] | None = None):
+    def __init__(self, models: dict[int, int] | None = None, positions: dict[int, int] | None = None,
+                 drive_modes: dict[int, int] | None = None):
         models = ALOHA_FOLLOWER_MODELS if models is None else models
         positions = positions or {}
+        drive_modes = ALOHA_FOLLOWER_DRIVE_MODES if drive_modes is None else drive_modes
         self.motors = {i: Motor(i, m, positions.get(i, 2048)) for i, m in models.items()}
+        for i, mode in drive_modes.items():
+            if i in self.motors:
+                self.motors[i].set("drive_mode", mode)
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         self.port = os.ttyname(self.slave)

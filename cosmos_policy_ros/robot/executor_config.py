@@ -34,7 +34,13 @@ class DynamixelConfig:
         "right": DynamixelArmConfig("/dev/ttyDXL_follower_right")})
     arm_operating_mode: int = 3  # position (firmware position limits stay active)
     gripper_operating_mode: int = 5  # current-based position: closing on an object saturates current
-    gripper_current_limit: int = 300  # units of 2.69 mA, written only while torque is off
+    # units of 2.69 mA (200 = 538 mA), written only while torque is off: Interbotix's aloha_vx300s.yaml
+    # (humble) and the ROS 1 ALOHA README ("to prevent overloading errors")
+    gripper_current_limit: int = 200
+    # joints whose motor turns reversed (Drive_Mode 1), as Interbotix's aloha_vx300s.yaml sets them; every other
+    # motor, the shadows included, runs Drive_Mode 0. Checked at open (a wrong direction would mirror the joint),
+    # written only while torque is off
+    reversed_joints: list[str] = field(default_factory=lambda: ["shoulder", "elbow", "wrist_angle"])
     enable_torque: bool = True  # on open(): goal := present position, then torque on
     set_shadow_secondary_id: bool = True  # Secondary_ID of shadow = primary ID (one write drives both)
 

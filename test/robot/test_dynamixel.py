@@ -74,7 +74,8 @@ def test_backend_moves_emulated_motors_to_goals(buses):
                 assert m.torque_history and 0 not in m.torque_history  # switched on, never off
             assert bus.motor(9).get("operating_mode") == 5 and bus.motor(2).get("operating_mode") == 3
             assert bus.motor(3).get("secondary_id") == 2 and bus.motor(5).get("secondary_id") == 4
-            assert bus.motor(9).get("current_limit") == 300
+            assert bus.motor(9).get("current_limit") == 200  # ALOHA's (aloha_vx300s.yaml), not the factory 1193
+            assert [bus.motor(i).get("drive_mode") for i in range(1, 10)] == [0, 1, 0, 1, 0, 0, 1, 0, 0]
         q0 = be.read()
         assert q0 is not None and q0[1] == pytest.approx(-1.80, abs=2e-3)  # torque on did not move the arm
         goal = ROBOT.pose14("start", gripper=1.0)
@@ -142,6 +143,41 @@ def test_wrong_mode_with_torque_on_is_an_error_and_torque_stays_on(buses):
         be.open()
     be.close()
     assert m.get("torque_enable") == 1 and m.torque_history == []
+
+
+def test_a_factory_drive_mode_is_written_while_torque_is_off_and_the_joint_reads_unmirrored(buses):
+    """Out of the box every motor runs Drive_Mode 0: an ALOHA follower's shoulder, elbow and wrist_angle
+    would turn the wrong way (readings mirrored about 0 rad). With torque off the backend writes 1."""
+    left, right = buses
+    for bus in buses:
+        for i in (2, 4, 7):
+            m = bus.motor(i)
+            m.set("drive_mode", 0)
+            m.pos = 4096.0 - m.pos  # what the same physical angle reads in the other direction
+            m.set("present_position", int(m.pos))
+            m.set("goal_position", int(m.pos))
+    be = backend_for(left, right)
+    be.open()
+    try:
+        assert [left.motor(i).get("drive_mode") for i in (2, 3, 4, 5, 7)] == [1, 0, 1, 0, 1]
+        q = be.read()
+        assert q[1] == pytest.approx(-1.80, abs=2e-3) and q[4] == pytest.approx(-1.7, abs=2e-3)
+    finally:
+        be.close()
+
+
+def test_wrong_drive_mode_with_torque_on_is_an_error_and_torque_stays_on(buses):
+    left, right = buses
+    m = left.motor(7)
+    m.set("drive_mode", 0)
+    m.set("torque_enable", 1)
+    be = backend_for(left, right)
+    with pytest.raises(DynamixelError, match=r"left arm .*ID 7\): Drive_Mode must be 1 but torque is on"):
+        be.open()
+    be.close()
+    assert m.get("torque_enable") == 1 and m.get("drive_mode") == 0
+    with pytest.raises(DynamixelError, match=r"reversed_joints: \['elbo'\] are not joints"):
+        backend_for(left, right, reversed_joints=["elbo"]).open()
 
 
 def test_missing_motor_and_missing_port_are_one_line_errors(buses):

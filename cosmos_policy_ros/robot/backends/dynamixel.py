@@ -8,9 +8,11 @@ rad = (ticks − 2048)·2π/4096 (Interbotix/openpi convention); the gripper mot
 normalised 0..1 gripper with the follower joint constants of the robot YAML.
 
 Safety rules of the bring-up (``open``):
-  * never switch torque off: EEPROM settings (operating mode, Secondary_ID, Current_Limit) are only
-    written to motors whose torque is already off; a motor with torque on and a wrong setting is an
-    error naming the ID — fix it at the sleep pose, not mid-air;
+  * never switch torque off: EEPROM settings (Drive_Mode, operating mode, Secondary_ID, Current_Limit)
+    are only written to motors whose torque is already off; a motor with torque on and a wrong setting
+    is an error naming the ID — fix it at the sleep pose, not mid-air. Drive_Mode is the motor's
+    direction: 1 (reversed) on the shoulder, elbow and wrist_angle of an ALOHA follower, 0 elsewhere
+    (Interbotix aloha_vx300s.yaml); a wrong one would mirror the joint about 0 rad;
   * before torque on, Goal_Position := Present_Position, so enabling torque does not move the arm.
 ``close`` leaves torque as it is.
 """
@@ -25,7 +27,7 @@ from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.robot.backends.base import Backend
 from cosmos_policy_ros.robot.executor_config import DynamixelArmConfig, DynamixelConfig
 
-ADDR_OPERATING_MODE, ADDR_SECONDARY_ID, ADDR_CURRENT_LIMIT = 11, 12, 38
+ADDR_DRIVE_MODE, ADDR_OPERATING_MODE, ADDR_SECONDARY_ID, ADDR_CURRENT_LIMIT = 10, 11, 12, 38
 ADDR_TORQUE_ENABLE, ADDR_GOAL_POSITION, ADDR_PRESENT_POSITION = 64, 116, 132
 TICKS_PER_REV, CENTER_TICKS = 4096, 2048
 
@@ -160,9 +162,17 @@ class DynamixelBackend(Backend):
 
     def open(self) -> None:
         c = self.config
+        order = list(self.robot.config.arm_joints) + [self.robot.config.gripper_joint]
+        unknown = sorted(set(c.reversed_joints) - set(order))
+        if unknown:
+            raise DynamixelError(f"dynamixel.reversed_joints: {unknown} are not joints of this robot ({order})")
         for arm in self.arms:
             arm.open()
             gripper_id = arm.joint_ids[-1]
+            for joint, i in zip(order, arm.joint_ids):  # first: the direction decides what every reading means
+                arm.ensure_eeprom(i, ADDR_DRIVE_MODE, 1, int(joint in c.reversed_joints), "Drive_Mode")
+            for sid in arm.shadow_of:
+                arm.ensure_eeprom(sid, ADDR_DRIVE_MODE, 1, 0, "Drive_Mode")
             for i in arm.all_ids:
                 primary = arm.shadow_of.get(i, i)
                 mode = c.gripper_operating_mode if primary == gripper_id else c.arm_operating_mode

@@ -13,6 +13,7 @@ import argparse
 import importlib
 import importlib.util
 import shlex
+import shutil
 import sys
 
 from cosmos_policy_ros import config as cfg
@@ -69,13 +70,14 @@ def cmd_graph(ns) -> int:
     specs, args = _resolve(ns)
     print(f"mode {ns.mode}: use_sim={args['use_sim']}")
     for s in specs:
-        print(f"  {s.key:9s} {s.name:20s} ros2 run cosmos_policy_ros {s.executable} {shlex.join(s.ros_args())}")
+        print(f"  {s.key:10s} {s.name:20s} ros2 run {s.package} {s.executable} "
+              f"{shlex.join([*s.arguments, *s.ros_args()])}")
     return 0
 
 
 def cmd_up(ns) -> int:
     specs, args = _resolve(ns)
-    missing = [s for s in specs if importlib.util.find_spec(s.module) is None]
+    missing = [s for s in specs if s.module and importlib.util.find_spec(s.module) is None]
     if missing:
         s = missing[0]
         print(f"cosmos-aloha: node '{s.key}' needs {s.module}, which this version does not provide yet",
@@ -92,10 +94,29 @@ def cmd_up(ns) -> int:
           f"ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0')}, "
           f"discovery={env.get('ROS_AUTOMATIC_DISCOVERY_RANGE', 'default')}",
           flush=True)
-    sup = Supervisor([(s.key, python_module_argv(s.module, s.ros_args())) for s in specs], env=env,
-                     grace_s=ns.grace)
+    sup = Supervisor([(s.key, _argv(s)) for s in _installed(specs)], env=env, grace_s=ns.grace)
     result = sup.run(timeout=ns.duration)
     return result.exit_code
+
+
+def _installed(specs: list[graph_mod.NodeSpec]) -> list[graph_mod.NodeSpec]:
+    """The nodes that can start here: another package's executable (rviz2) that is not on PATH is left out with
+    one line saying so, and the rest of the graph starts."""
+    kept = []
+    for s in specs:
+        if s.module or shutil.which(s.executable):
+            kept.append(s)
+        else:
+            print(f"cosmos-aloha: {s.executable} is not installed (package {s.package}, not on PATH); "
+                  f"starting the graph without node '{s.key}'", file=sys.stderr, flush=True)
+    return kept
+
+
+def _argv(s: graph_mod.NodeSpec) -> list[str]:
+    """A node's command line: ours through python -m, another package's executable from PATH."""
+    if s.module:
+        return python_module_argv(s.module, [*s.arguments, *s.ros_args()])
+    return [shutil.which(s.executable) or s.executable, *s.arguments, *s.ros_args()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ from cosmos_policy_ros.deploy.bundle import launch_chunk_mode
 GRAPH_CONFIG = "graph.yaml"
 PACKAGE = "cosmos_policy_ros"
 _ARG_RE = re.compile(r"\$\(arg ([A-Za-z_][A-Za-z0-9_]*)\)")
-_WHEN = ("use_sim", "not_use_sim")
+_SHARE = "$(share)"  # in a node's arguments: this package's share folder (config.share_dir())
 ROBOT_DEVICE_GLOB = "/dev/ttyDXL_follower_*"
 
 
@@ -68,11 +68,18 @@ class ArgumentSpec:
 @dataclass
 class NodeTemplate:
     executable: str
-    module: str
     name: str
+    # python -m entry of a node of this package; "" for another package's executable (package below).
+    module: str = ""
+    # The ROS package the executable belongs to: ours (python module above), or another one run by name
+    # (rviz2: launch_ros Node(package="rviz2"), `cosmos-aloha up` runs the executable from PATH).
+    package: str = PACKAGE
+    # Start only when this argument is true (use_sim, rviz, any bool argument); "not_<argument>" when false.
     when: str = ""
     parameters: dict[str, str | int | float | bool] = field(default_factory=dict)
     remappings: dict[str, str] = field(default_factory=dict)
+    # Command-line arguments before --ros-args; "$(arg x)" and "$(share)" (this package's share folder) are filled in.
+    arguments: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -91,10 +98,10 @@ class GraphConfig:
                 raise cfg.ConfigError(f"arguments.{name}: choices_when without choices")
             check_argument(name, spec, spec.default_text, use_sim=True, where=f"arguments.{name}.default")
         for key, node in self.nodes.items():
-            if node.when and node.when not in _WHEN:
-                raise cfg.ConfigError(f"nodes.{key}.when: expected one of {list(_WHEN)}, got {node.when!r}")
+            self._check_node(key, node)
             values = [(f"parameters.{k}", v) for k, v in node.parameters.items()]
             values += [(f"remappings.{k}", v) for k, v in node.remappings.items()]
+            values += [(f"arguments[{i}]", v) for i, v in enumerate(node.arguments)]
             for where, value in values:
                 for arg in _ARG_RE.findall(str(value)):
                     if arg not in self.arguments:
@@ -111,6 +118,17 @@ class GraphConfig:
                     raise cfg.ConfigError(f"mode_defaults.{mode}.{name}: unknown argument")
                 check_argument(name, self.arguments[name], value, where=f"mode_defaults.{mode}.{name}")
 
+    def _check_node(self, key: str, node: NodeTemplate) -> None:
+        if node.package == PACKAGE and not node.module:
+            raise cfg.ConfigError(f"nodes.{key}.module: a node of {PACKAGE} needs its python module")
+        if node.when:
+            arg = _when_argument(node.when)[0]
+            spec = self.arguments.get(arg)
+            if spec is None or not (spec.type == "bool" or arg == "use_sim"):
+                bools = [k for k, a in self.arguments.items() if a.type == "bool" or k == "use_sim"]
+                raise cfg.ConfigError(f"nodes.{key}.when: expected a true/false argument or not_<it> "
+                                      f"({', '.join(bools)}), got {node.when!r}")
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -122,6 +140,9 @@ class NodeSpec:
     name: str
     parameters: tuple[tuple[str, object], ...]
     remappings: tuple[tuple[str, str], ...]
+    package: str = PACKAGE
+    # command-line arguments before ros_args(), filled in
+    arguments: tuple[str, ...] = ()
 
     def ros_args(self) -> list[str]:
         """``--ros-args`` tail that gives the node its name, parameters and remappings."""
@@ -222,7 +243,7 @@ def resolve_mode_arguments(graph: GraphConfig, mode: str, given: dict[str, str] 
     if mode not in graph.modes:
         raise cfg.ConfigError(f"unknown mode {mode!r} (modes: {', '.join(graph.modes)})")
     args = resolve_arguments(graph, given)
-    nodes = [graph.nodes[k] for k in started_keys(graph, mode, args.get("use_sim") == "true")]
+    nodes = [graph.nodes[k] for k in started_keys(graph, mode, args)]
     used = {a for t in nodes for v in t.parameters.values() for a in _ARG_RE.findall(str(v))}
     if args.get("use_sim") == "false":
         for name, spec in graph.arguments.items():
@@ -236,11 +257,23 @@ def resolve_mode_arguments(graph: GraphConfig, mode: str, given: dict[str, str] 
     return args
 
 
-def started_keys(graph: GraphConfig, mode: str, use_sim: bool) -> list[str]:
-    """The node keys mode ``mode`` starts (``when: use_sim`` nodes only in simulation, and the reverse)."""
-    return [k for k in graph.modes[mode]
-            if not (graph.nodes[k].when == "use_sim" and not use_sim)
-            and not (graph.nodes[k].when == "not_use_sim" and use_sim)]
+def started_keys(graph: GraphConfig, mode: str, args: dict[str, str]) -> list[str]:
+    """The node keys mode ``mode`` starts with resolved arguments ``args`` (``when: use_sim`` nodes only in
+    simulation, ``when: not_use_sim`` only on the robot, ``when: rviz`` only with rviz:=true)."""
+    keys = []
+    for k in graph.modes[mode]:
+        when = graph.nodes[k].when
+        if when:
+            arg, wanted = _when_argument(when)
+            if (args.get(arg) == "true") != wanted:
+                continue
+        keys.append(k)
+    return keys
+
+
+def _when_argument(when: str) -> tuple[str, bool]:
+    """A node's ``when``: the argument it names and whether it must be true ('not_use_sim' -> use_sim, False)."""
+    return (when[len("not_"):], False) if when.startswith("not_") else (when, True)
 
 
 def resolve(mode: str, given: dict[str, str] | None = None, graph: GraphConfig | None = None) -> list[NodeSpec]:
@@ -248,12 +281,19 @@ def resolve(mode: str, given: dict[str, str] | None = None, graph: GraphConfig |
     graph = graph or load_graph()
     args = resolve_mode_arguments(graph, mode, given)
     specs = []
-    for key in started_keys(graph, mode, args.get("use_sim") == "true"):
+    for key in started_keys(graph, mode, args):
         t = graph.nodes[key]
         params = tuple((k, _substitute(v, args, graph.arguments)) for k, v in t.parameters.items())
         remaps = tuple((a, str(_substitute(b, args, graph.arguments))) for a, b in t.remappings.items())
-        specs.append(NodeSpec(key, t.executable, t.module, t.name, params, remaps))
+        specs.append(NodeSpec(key, t.executable, t.module, t.name, params, remaps, package=t.package,
+                              arguments=tuple(_fill_argument(a, args) for a in t.arguments)))
     return specs
+
+
+def _fill_argument(text: str, args: dict[str, str]) -> str:
+    """A node's command-line argument with $(arg x) and $(share) filled in."""
+    text = _ARG_RE.sub(lambda m: args[m.group(1)], text)
+    return text.replace(_SHARE, str(cfg.share_dir())) if _SHARE in text else text
 
 
 def _substitute(value, args: dict[str, str], specs: dict[str, ArgumentSpec]):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from cosmos_policy_ros.config import ConfigError
 from cosmos_policy_ros.driver_check import refuse_sim_beside_driver
-from cosmos_policy_ros.graph import PACKAGE, load_graph, resolve, resolve_mode_arguments
+from cosmos_policy_ros.graph import load_graph, resolve, resolve_mode_arguments
 
 
 def generate_mode_launch_description(mode: str):
@@ -37,9 +37,10 @@ def generate_mode_launch_description(mode: str):
         refuse_sim_beside_driver(specs, args, given.get("use_sim", "auto").strip().lower())
         return [
             Node(
-                package=PACKAGE,
+                package=spec.package,
                 executable=spec.executable,
                 name=spec.name,
+                arguments=list(spec.arguments),
                 parameters=[dict(spec.parameters)],
                 remappings=list(spec.remappings),
                 output="screen",

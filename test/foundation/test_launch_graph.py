@@ -5,7 +5,10 @@ boundary: it records what the launch file asks for, and the test compares that t
 """
 from __future__ import annotations
 
+import os
 import runpy
+import shutil
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -78,7 +81,8 @@ def _launch(mode: str, overrides: dict[str, str]):
 @pytest.mark.parametrize("mode", sorted(LAUNCH_FILES))
 @pytest.mark.parametrize("overrides", [{"use_sim": "true"},
                                        {"use_sim": "false", "task": "insertion", "policy_checkpoint": ROBOT_CHECKPOINT},
-                                       {"use_sim": "true", "chunk_mode": "temporal_ensemble", "backend": "auto"}])
+                                       {"use_sim": "true", "chunk_mode": "temporal_ensemble", "backend": "auto"},
+                                       {"use_sim": "true", "rviz": "true"}])
 def test_launch_file_yields_the_defined_graph(launch_standin, mode, overrides):
     declared, nodes = _launch(mode, overrides)
     graph = graph_mod.load_graph()
@@ -86,9 +90,10 @@ def test_launch_file_yields_the_defined_graph(launch_standin, mode, overrides):
         (k, a.default_text) for k, a in graph.arguments.items()]
     expected = graph_mod.resolve(mode, overrides, graph)
     assert expected, "a mode with no nodes"
-    got = [(n.kwargs["package"], n.kwargs["executable"], n.kwargs["name"], n.kwargs["parameters"],
-            n.kwargs["remappings"]) for n in nodes]
-    want = [("cosmos_policy_ros", s.executable, s.name, [dict(s.parameters)], list(s.remappings)) for s in expected]
+    got = [(n.kwargs["package"], n.kwargs["executable"], n.kwargs["name"], n.kwargs["arguments"],
+            n.kwargs["parameters"], n.kwargs["remappings"]) for n in nodes]
+    want = [(s.package, s.executable, s.name, list(s.arguments), [dict(s.parameters)], list(s.remappings))
+            for s in expected]
     assert got == want
 
 
@@ -107,6 +112,8 @@ def test_every_launch_mode_has_a_launch_file_and_every_executable_a_ros2_run_scr
     graph = graph_mod.load_graph()
     assert set(graph.modes) == set(LAUNCH_FILES)
     for node in graph.nodes.values():
+        if node.package != graph_mod.PACKAGE:
+            continue  # another package's executable (rviz2)
         script = ROOT / "scripts" / "ros2_run" / node.executable
         assert script.is_file(), script
         assert node.module in script.read_text()
@@ -148,6 +155,8 @@ def test_every_graph_node_module_exists_and_has_main():
     import importlib
 
     for key, node in graph_mod.load_graph().nodes.items():
+        if node.package != graph_mod.PACKAGE:
+            continue  # another package's executable (rviz2)
         mod = importlib.import_module(node.module)
         assert callable(getattr(mod, "main", None)), f"{key}: {node.module} has no main()"
 
@@ -176,3 +185,99 @@ def test_a_remapping_in_the_graph_reaches_the_node_ros_args(tmp_path):
     with pytest.raises(graph_mod.cfg.ConfigError, match=r"nodes.executor.remappings./cosmos/action_chunk: "
                                                         r"unknown argument \$\(arg cell\)"):
         graph_mod.load_graph(g)
+
+
+# ---- rviz:=true ----------------------------------------------------------------------------------------
+RVIZ_LAYOUT = str(graph_mod.cfg.share_dir() / "rviz" / "aloha.rviz")
+
+
+@pytest.mark.parametrize("mode", sorted(LAUNCH_FILES))
+def test_rviz_true_adds_rviz2_with_the_aloha_layout_and_the_marker_node_in_every_mode(launch_standin, mode):
+    _, plain = _launch(mode, {"use_sim": "true"})
+    _, nodes = _launch(mode, {"use_sim": "true", "rviz": "true"})
+    assert "rviz2" not in [n.kwargs["executable"] for n in plain]
+    assert [n.kwargs["executable"] for n in nodes] == [n.kwargs["executable"] for n in plain] + [
+        "safety_viz_node", "rviz2"]
+    rviz = nodes[-1]
+    assert rviz.kwargs["package"] == "rviz2" and rviz.kwargs["arguments"] == ["-d", RVIZ_LAYOUT]
+    assert Path(RVIZ_LAYOUT).is_file()
+
+
+def test_the_rviz_layout_shows_every_safety_marker_namespace():
+    import yaml
+
+    from cosmos_policy_ros import topics
+    from cosmos_policy_ros.robot.collision_markers import NAMESPACES
+
+    displays = yaml.safe_load(Path(RVIZ_LAYOUT).read_text())["Visualization Manager"]["Displays"]
+    (markers,) = [d for d in displays if d["Class"] == "rviz_default_plugins/MarkerArray"]
+    assert markers["Topic"]["Value"] == topics.SAFETY_MARKERS
+    assert set(markers["Namespaces"]) == set(NAMESPACES)
+
+
+@pytest.mark.parametrize("mode", sorted(LAUNCH_FILES))
+def test_rviz_true_in_the_cli_graph_runs_rviz2_with_the_aloha_layout(mode, capsys):
+    from cosmos_policy_ros import cli
+
+    assert cli.main(["graph", mode, "--sim", "rviz:=true"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"ros2 run rviz2 rviz2 -d {RVIZ_LAYOUT} --ros-args -r __node:=rviz" in lines[-1]
+    assert "ros2 run cosmos_policy_ros safety_viz_node" in lines[-2]
+    assert cli.main(["graph", mode, "--sim"]) == 0
+    assert "rviz" not in capsys.readouterr().out
+
+
+def test_a_node_condition_must_name_a_true_false_argument(tmp_path):
+    g = tmp_path / "graph.yaml"
+    g.write_text("arguments: {use_sim: {default: \"true\"}, rviz: {default: false, type: bool}, task: {default: x}}\n"
+                 "nodes: {viewer: {package: rviz2, executable: rviz2, name: rviz, when: task}}\n"
+                 "modes: {sim: [viewer]}\n")
+    with pytest.raises(graph_mod.cfg.ConfigError, match=r"nodes.viewer.when: expected a true/false argument or "
+                                                        r"not_<it> \(use_sim, rviz\), got 'task'"):
+        graph_mod.load_graph(g)
+    g.write_text(g.read_text().replace("when: task", "when: not_rviz"))
+    assert [s.key for s in graph_mod.resolve("sim", {}, graph_mod.load_graph(g))] == ["viewer"]
+    assert graph_mod.resolve("sim", {"rviz": "true"}, graph_mod.load_graph(g)) == []
+    g.write_text(g.read_text().replace("package: rviz2, ", ""))
+    with pytest.raises(graph_mod.cfg.ConfigError, match="nodes.viewer.module: a node of cosmos_policy_ros needs"):
+        graph_mod.load_graph(g)
+
+
+def _up_with_rviz(tmp_path: Path, path: str) -> subprocess.CompletedProcess:
+    """`cosmos-aloha up` of a small graph (a monitor node and RViz) with rviz:=true, PATH as given, 6 s."""
+    g = tmp_path / "graph.yaml"
+    g.write_text(
+        "arguments: {use_sim: {default: \"true\"}, rviz: {default: false, type: bool}}\n"
+        "nodes:\n"
+        "  monitor: {executable: monitor_node, module: cosmos_policy_ros.nodes.monitor_node,\n"
+        f"            name: rviz_test_monitor_{os.getpid()}, parameters: {{period_s: 0.5}}}}\n"
+        "  rviz: {package: rviz2, executable: rviz2, name: rviz, when: rviz,\n"
+        "         arguments: [-d, $(share)/rviz/aloha.rviz]}\n"
+        "modes: {watch: [monitor, rviz]}\n")
+    env = {**os.environ, "PATH": path}
+    return subprocess.run([sys.executable, "-m", "cosmos_policy_ros.cli", "up", "watch", "--graph", str(g),
+                           "--duration", "6", "rviz:=true"], env=env, capture_output=True, text=True, timeout=90)
+
+
+@pytest.mark.ros
+def test_up_with_rviz_but_no_rviz2_says_so_in_one_line_and_starts_the_rest(tmp_path):
+    assert shutil.which("rviz2", path="/usr/bin:/bin") is None
+    proc = _up_with_rviz(tmp_path, "/usr/bin:/bin")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    said = [ln for ln in proc.stderr.splitlines() if "rviz2" in ln]
+    assert said == ["cosmos-aloha: rviz2 is not installed (package rviz2, not on PATH); starting the graph without "
+                    "node 'rviz'"]
+    assert "started monitor" in proc.stdout and "exit codes {'monitor': 0}" in proc.stdout
+
+
+@pytest.mark.ros
+def test_up_with_rviz_runs_rviz2_from_path_with_the_aloha_layout(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "rviz2"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'rviz_argv'}\nexec sleep 60\n")
+    fake.chmod(0o755)
+    proc = _up_with_rviz(tmp_path, f"{bin_dir}:/usr/bin:/bin")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "started rviz" in proc.stdout and "not installed" not in proc.stderr
+    assert (tmp_path / "rviz_argv").read_text().split() == ["-d", RVIZ_LAYOUT, "--ros-args", "-r", "__node:=rviz"]

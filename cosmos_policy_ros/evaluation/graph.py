@@ -45,10 +45,10 @@ class SimStatusWatch:
         st = self.latest
         return st is not None and st["seed"] == seed and st["step"] < RESET_MAX_STEP
 
-    def episode_over(self, seed: int, episode_s: float) -> bool:
-        """Episode `seed` succeeded or ran episode_s simulated seconds."""
+    def episode_over(self, seed: int, episode_s: float, started_s: float = 0.0) -> bool:
+        """Episode `seed` succeeded or ran episode_s simulated seconds after ``started_s`` (sim time)."""
         st = self.latest
-        return st is not None and st["seed"] == seed and (st["success"] or st["time"] >= episode_s)
+        return st is not None and st["seed"] == seed and (st["success"] or st["time"] - started_s >= episode_s)
 
 
 def episode_result(status: dict, latencies: Sequence[float], wall_s: float, strip: str = "") -> EpisodeResult:
@@ -172,15 +172,20 @@ class GraphEpisodeRunner:
             raise GraphEpisodeError(f"reset failed: {r.message if r else 'no answer'}")
         self._spin(lambda: self.sim.is_reset_to(seed), 20.0)
 
-    def start(self) -> None:
-        self._call(self._start, self._trigger())
+    def start(self) -> float:
+        """Start the executor; returns the sim time it started at. A start first reboots the grippers and sets
+        the driver's modes (~1 s, as a real robot's reset): that time is not the policy's."""
+        r = self._call(self._start, self._trigger())
+        if r is None or not r.success:
+            raise GraphEpisodeError(f"executor start failed: {r.message if r else 'no answer'}")
+        return float(self.sim.latest["time"]) if self.sim.latest else 0.0
 
     def stop(self) -> None:
         self._call(self._stop, self._trigger())
 
-    def wait_until_done(self, seed: int, timeout_s: float) -> dict:
-        """Spin until episode `seed` succeeds or runs its simulated time; returns the sim's last status."""
-        if not self._spin(lambda: self.sim.episode_over(seed, self.settings.episode_s), timeout_s):
+    def wait_until_done(self, seed: int, timeout_s: float, started_s: float = 0.0) -> dict:
+        """Spin until episode `seed` succeeds or runs its simulated time from ``started_s``; the sim's last status."""
+        if not self._spin(lambda: self.sim.episode_over(seed, self.settings.episode_s, started_s), timeout_s):
             raise GraphEpisodeError(f"seed {seed}: the episode did not end within {timeout_s:.0f} s")
         return self.sim.latest
 
@@ -190,9 +195,9 @@ class GraphEpisodeRunner:
         self.reset(seed)
         first_chunk = len(self.latencies)
         self.strip.begin(seed)
-        self.start()
+        started_s = self.start()
         t0 = time.monotonic()
-        status = self.wait_until_done(seed, 60 + s.episode_s * 30)
+        status = self.wait_until_done(seed, 60 + s.episode_s * 30, started_s)
         ep = episode_result(status, self.latencies[first_chunk:], time.monotonic() - t0, f"episode_{seed:05d}.png")
         save_strip(self.strip.finish(), s.out / ep.strip,
                    f"seed {seed} {'SUCCESS' if ep.success else 'fail'} stage {ep.max_stage} "

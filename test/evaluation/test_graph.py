@@ -69,6 +69,10 @@ def test_sim_status_watch_sees_the_reset_and_the_end_of_one_seed():
     assert watch.episode_over(3, 10.0)
     watch.update(sim_status(4, 6.0, max_stage=4, success=True))
     assert watch.episode_over(4, 10.0)                   # success ends it early
+    watch.update(sim_status(5, 10.5))
+    assert not watch.episode_over(5, 10.0, started_s=1.2)  # the executor's start (gripper reboot) is not counted
+    watch.update(sim_status(5, 11.2))
+    assert watch.episode_over(5, 10.0, started_s=1.2)
 
 
 def test_graph_episode_is_the_in_process_episode_result():

@@ -19,6 +19,7 @@ def test_demo_runs_episodes_and_reports(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "demo_report.json").read_text())
     assert len(report["episodes"]) == 1 and report["episodes"][0]["chunks"] >= 1
+    assert report["chunk_mode"] == "blend"   # the graph's direct default: the bundled checkpoint states none
     assert report["executor"]["chunks_accepted"] >= 1
     assert "success:" in proc.stdout and "chunk latency" in proc.stdout
     from PIL import Image

@@ -1,8 +1,9 @@
 """The one interface every backend implements, so the executor loop never knows what it drives.
 
-Commands are always the 14-D safe vector (arm joints rad, grippers normalised 0..1); each backend
-converts to its own units. ``read`` returns a 14-D measured state when the backend reads the
-hardware itself (dynamixel) or None when joint states arrive as ROS topics (interbotix, sim).
+Commands are always the 14-D safe vector (arm joints rad, grippers normalised: 0 closed .. 1 open, within the
+robot config's gripper_command_range, which reaches a little past closed); each backend converts to its own
+units. ``read`` returns a 14-D measured state when the backend reads the hardware itself (dynamixel) or None
+when joint states arrive as ROS topics (interbotix, sim).
 """
 from __future__ import annotations
 

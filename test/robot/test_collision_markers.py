@@ -107,7 +107,8 @@ def test_closest_points_are_as_far_apart_as_segment_distance(v, kind):
     elif kind == "parallel":
         q2 = p2 + (q1 - p1)
     x, y = closest_points(p1, q1, p2, q2)
-    assert np.linalg.norm(x - y) == pytest.approx(float(segment_distance(p1, q1, p2, q2)), abs=1e-9)
+    # 1 µm: near-degenerate segments meet the EPS guards of segment_distance
+    assert np.linalg.norm(x - y) == pytest.approx(float(segment_distance(p1, q1, p2, q2)), abs=1e-6)
 
 
 def test_an_obstacle_is_drawn_with_its_shell():

@@ -141,20 +141,21 @@ def main() -> int:
 
     robot = AlohaRobot.from_yaml()
     procs = []
-    extra = []
-    if args.priority:  # a copy of config/executor.yaml with loop_priority set
-        import tempfile
+    # a copy of config/executor.yaml: loop_priority as asked; no driver set-up (this bench plays the driver's
+    # joint states itself and measures the loop, not the xs_sdk)
+    import tempfile
 
-        import yaml
+    import yaml
 
-        from cosmos_policy_ros.config import read_yaml
+    from cosmos_policy_ros.config import read_yaml
 
-        data = read_yaml("executor.yaml")
-        data["loop_priority"] = args.priority
-        tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-        yaml.safe_dump(data, tmp)
-        tmp.close()
-        extra = ["-p", f"config:={tmp.name}"]
+    data = read_yaml("executor.yaml")
+    data["loop_priority"] = args.priority
+    data["interbotix"]["configure_driver"] = False
+    tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    yaml.safe_dump(data, tmp)
+    tmp.close()
+    extra = ["-p", f"config:={tmp.name}"]
     exe = subprocess.Popen([sys.executable, "-m", "cosmos_policy_ros.nodes.executor_node", "--ros-args",
                             "-p", f"chunk_mode:={args.mode}", "-p", "backend:=interbotix", "-p", "autostart:=true",
                             *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -91,8 +91,23 @@ class Harness:
         return fut.result()
 
 
-def test_executor_refuses_a_stale_start_a_future_chunk_and_throttles_a_nan_flood(ros_context):
-    proc = start_node("cosmos_policy_ros.nodes.executor_node", "backend:=interbotix", "chunk_mode:=blend")
+def without_driver_setup(tmp_path) -> str:
+    """executor.yaml with interbotix.configure_driver false: this test plays the driver's joint states itself
+    (stale, then fresh); the driver set-up is test_interbotix_bringup.py's."""
+    import yaml
+
+    from cosmos_policy_ros.config import config_path, read_yaml
+
+    data = read_yaml(config_path("executor.yaml"))
+    data["interbotix"]["configure_driver"] = False
+    path = tmp_path / "executor.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return f"config:={path}"
+
+
+def test_executor_refuses_a_stale_start_a_future_chunk_and_throttles_a_nan_flood(ros_context, tmp_path):
+    proc = start_node("cosmos_policy_ros.nodes.executor_node", "backend:=interbotix", "chunk_mode:=blend",
+                      without_driver_setup(tmp_path))
     try:
         h = Harness(ros_context, "untrusted_time_executor_test")
         js = [h.node.create_publisher(JointState, ROBOT.follower_topic(s, "joint_states"), qos_profile_sensor_data)

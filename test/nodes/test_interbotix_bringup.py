@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 
 pytestmark = pytest.mark.ros
 
@@ -27,7 +28,7 @@ rclpy = pytest.importorskip("rclpy")
 from builtin_interfaces.msg import Duration  # noqa: E402
 from helpers import spin_until  # noqa: E402
 from interbotix_xs_msgs.msg import JointSingleCommand  # noqa: E402
-from interbotix_xs_msgs.srv import OperatingModes, RegisterValues, RobotInfo  # noqa: E402
+from interbotix_xs_msgs.srv import OperatingModes, RegisterValues, RobotInfo, TorqueEnable  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
@@ -35,6 +36,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectoryPoint  # noqa: E402
 
 from cosmos_policy_ros import topics  # noqa: E402
+from cosmos_policy_ros.config import config_path, read_yaml  # noqa: E402
 from cosmos_policy_ros.msg import ActionChunk  # noqa: E402
 from cosmos_policy_ros.robot.aloha import AlohaRobot  # noqa: E402
 from cosmos_policy_ros.robot.xs_driver_emulation import HW_OVERLOAD, GripperGeometry  # noqa: E402
@@ -66,14 +68,10 @@ def _stop(proc: subprocess.Popen) -> str:
 
 def executor_config(tmp_path, **interbotix) -> str:
     """executor.yaml with an interbotix section of its own (the rest as shipped)."""
-    from cosmos_policy_ros.config import config_path, read_yaml
-
     data = read_yaml(config_path("executor.yaml"))
     data["interbotix"] = {**data["interbotix"], **interbotix}
     data["watchdog"]["chunk_timeout_s"] = 3.0
     path = tmp_path / "executor.yaml"
-    import yaml
-
     path.write_text(yaml.safe_dump(data))
     return str(path)
 
@@ -258,8 +256,6 @@ def test_home_reboots_and_a_torque_off_arm_is_refused_with_one_line(bench, tmp_p
         assert bench.spin(lambda: all(len(v) > 5 for v in bench.states.values()), 20)
         res = bench.executor_service("home", timeout=40)
         assert res.success, res.message
-        from interbotix_xs_msgs.srv import TorqueEnable
-
         bench.call(TorqueEnable, "/follower_right/torque_enable", cmd_type="group", name="arm", enable=False)
         assert bench.spin(lambda: not math.isclose(bench.states["right"][-1].position[1],
                                                    ROBOT.config.poses.start[1], abs_tol=0.05), 5), "no sag"

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 
 pytestmark = pytest.mark.ros
 
@@ -26,6 +27,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectoryPoint  # noqa: E402
 
 from cosmos_policy_ros import topics  # noqa: E402
+from cosmos_policy_ros.config import config_path, read_yaml  # noqa: E402
 from cosmos_policy_ros.msg import ActionChunk, ExecutorStatus  # noqa: E402
 from cosmos_policy_ros.nodes.chunk_msgs import time_msg  # noqa: E402
 from cosmos_policy_ros.perception.cameras import load_cameras  # noqa: E402
@@ -94,10 +96,6 @@ class Harness:
 def without_driver_setup(tmp_path) -> str:
     """executor.yaml with interbotix.configure_driver false: this test plays the driver's joint states itself
     (stale, then fresh); the driver set-up is test_interbotix_bringup.py's."""
-    import yaml
-
-    from cosmos_policy_ros.config import config_path, read_yaml
-
     data = read_yaml(config_path("executor.yaml"))
     data["interbotix"]["configure_driver"] = False
     path = tmp_path / "executor.yaml"

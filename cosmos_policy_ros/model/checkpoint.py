@@ -3,12 +3,21 @@
 Reads .pt/.pth with torch.load(weights_only=True) (never unpickles arbitrary objects) and
 .safetensors. Upstream prefixes are handled: `net.` (regular weights), `net_ema.` (EMA, chosen with
 `ema=True`), `model.`/`module.`/`_orig_mod.`, activation-checkpoint wrapper names, TE `_extra_state`
-entries, and a top-level {"model"|"state_dict"|"ema": {...}} wrapper. Recomputable buffers
+entries, and a top-level {"model"|"state_dict"|"ema": {...}} wrapper.
+
+Transformer Engine `_extra_state` entries (the q/k RMSNorms, `t_embedding_norm`) hold FP8 metadata, which
+inference never uses. Depending on the TE version and on how a distributed checkpoint was converted to one
+file they are an empty/uint8 tensor, None, or an `io.BytesIO` holding a `torch.save`d object; upstream loads
+its .pt with weights_only=False to get past the last kind. Here `io.BytesIO` is the one extra class the
+weights-only unpickler may build (it only stores bytes); its contents are never read, and every
+`_extra_state` entry is dropped. Recomputable buffers
 (RoPE tables, training counters) may be absent. Anything else that does not match -> CheckpointError
 with the first bad key.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import pickle
 import re
@@ -22,6 +31,9 @@ from torch import nn
 from cosmos_policy_ros.errors import CosmosError, clean, file_head, looks_like
 
 _WRAPPERS = ("model", "state_dict", "net", "ema", "module")
+EXTRA_STATE = "_extra_state"   # key suffix of Transformer Engine (FP8) metadata: dropped
+# What the weights-only unpickler may build besides tensors: the BytesIO of TE extra state (bytes, never read).
+_SAFE_GLOBALS = [io.BytesIO]
 _DROP_PARTS = ("._checkpoint_wrapped_module", "_checkpoint_wrapped_module.", "._orig_mod", "_orig_mod.")
 OPTIONAL_BUFFERS = (
     "pos_embedder.seq", "pos_embedder.dim_spatial_range", "pos_embedder.dim_temporal_range",
@@ -55,12 +67,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
             sd = load_file(str(path))
         else:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _allow_extra_state_bytes():
                 warnings.simplefilter("ignore")  # protocol warnings for foreign pickles
                 sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=kind == TORCH_ZIP)
     except Exception as exc:  # truncated zip, foreign pickle, bad header ...
         raise CheckpointError(f"{where}: {load_failure(exc, path, kind)}") from None
     return _unwrap(sd, str(path))
+
+
+def _allow_extra_state_bytes():
+    """torch.load(weights_only=True) may build io.BytesIO (torch >= 2.5; older ones refuse such files in one line)."""
+    allow = getattr(torch.serialization, "safe_globals", None)
+    return allow(_SAFE_GLOBALS) if allow else contextlib.nullcontext()
 
 
 def load_failure(exc: BaseException, path: Path, kind: str) -> str:
@@ -122,6 +140,7 @@ def _unwrap(obj, where: str) -> dict[str, torch.Tensor]:
             obj = inner
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{where}: not a state dict (top-level object is {type(obj).__name__})")
+    obj = {k: v for k, v in obj.items() if not str(k).endswith(EXTRA_STATE)}
     for k, v in obj.items():
         if not isinstance(k, str) or not isinstance(v, torch.Tensor):
             raise CheckpointError(f"{where}: first bad key {k!r}: value is {type(v).__name__}, not a tensor")
@@ -143,7 +162,7 @@ def normalize_keys(sd: Mapping[str, torch.Tensor], ema: bool = False, prefixes: 
                               f"{' / '.join(repr(p) for p in ema_prefixes)} keys")
     want = ema_prefixes if ema else prefixes
     for k, v in sd.items():
-        if k.endswith("_extra_state"):
+        if k.endswith(EXTRA_STATE):
             continue
         for part in _DROP_PARTS:
             k = k.replace(part, "")

@@ -34,7 +34,9 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
     _ALLOWED = {
         ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
         ("collections", "OrderedDict"): collections.OrderedDict,
-        ("torch.storage", "_load_from_bytes"): lambda b: torch.load(io.BytesIO(b), weights_only=True),
+        # map_location: upstream appends embeddings computed on CUDA to its cache pickle (cosmos_utils.py:387-410)
+        ("torch.storage", "_load_from_bytes"): lambda b: torch.load(io.BytesIO(b), map_location="cpu",
+                                                                    weights_only=True),
     }
 
     def find_class(self, module: str, name: str):

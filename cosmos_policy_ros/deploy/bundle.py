@@ -1,11 +1,21 @@
 """Find everything a policy needs from one checkpoint path, load it once into typed values, build the engine.
 
-A *bundle* is a folder with ``model.safetensors`` (net.* [+ net_ema.*] + vae.* weights), a JSON
-(``policy.json`` from ``cosmos-aloha train --export``, or a training checkpoint's
-``checkpoint.json``: model config, dataset statistics (inline or ``dataset_statistics.json``),
-default instruction, action period) and ``instruction_embeddings.pt`` (T5 embeddings). A training
-run folder works too (its ``latest`` checkpoint is used). A bare weights file (e.g. the
-released 2B checkpoint) needs the model config, statistics and T5 file named explicitly.
+Two layouts resolve:
+
+* Our bundle: a folder with ``model.safetensors`` (net.* [+ net_ema.*] + vae.* weights), a JSON
+  (``policy.json`` from ``cosmos-aloha train --export``, or a training checkpoint's ``checkpoint.json``:
+  model config, dataset statistics (inline or ``dataset_statistics.json``), default instruction, action
+  period) and ``instruction_embeddings.pt`` (T5 embeddings). A training run folder works too (its
+  ``latest`` checkpoint is used).
+* Upstream's released checkpoint as downloaded (model/released.py): a folder without that JSON holding
+  ``Cosmos-Policy-ALOHA-Predict2-2B.pt``, ``aloha_dataset_statistics.json``, ``aloha_t5_embeddings.pkl``
+  and the Wan2.1 ``tokenizer.pth`` (beside them or in ``tokenizer/``), or one weights file with those
+  beside it. The model config is ``config/model/cosmos_policy_2b_aloha.yaml``. A file that is missing is
+  named in one line saying which Hugging Face repository and path it comes from.
+
+Explicit arguments (``model_config``, ``stats``, ``t5_embeddings``, ``tokenizer``) override what either
+layout holds. A planning checkpoint resolves the same way with the policy's bundle as ``fallback``: the
+statistics, T5 file, tokenizer and model config its folder lacks are the policy's.
 
 Why one resolution step: the model config and statistics arrive as a path, a YAML name or a dict
 inside the metadata. `resolve_bundle` turns all of them into a `ModelConfig` and a statistics dict
@@ -14,16 +24,21 @@ take one type each. The module stays free of torch: nodes import it before they 
 
 The metadata also says how the checkpoint must be run: `gripper_convention` (the robot config's gripper
 constants that normalised its training data; `check_gripper_convention` refuses a robot config with
-other ones) and optionally `chunk_mode` (the executor mode a launch graph defaults to, `launch_chunk_mode`,
-read before any node starts). A checkpoint without them is taken to be upstream's released one.
+other ones), `preprocess` (inference/preprocessing.py: how frames and proprio reach the model) and
+optionally `chunk_mode` (the executor mode a launch graph defaults to, `launch_chunk_mode`, read before any
+node starts). A checkpoint without them is taken to be upstream's released one.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cosmos_policy_ros.config import ConfigError, read_json_object, share_dir
+from cosmos_policy_ros.inference.preprocessing import Preprocessing
+from cosmos_policy_ros.model import released
 from cosmos_policy_ros.model.config import ModelConfig, load_model_config, model_config_from_dict
 from cosmos_policy_ros.robot.aloha import GRIPPER_CONVENTION_KEYS, AlohaRobot, robot_configs_matching
 from cosmos_policy_ros.robot.scheduler import MODES
@@ -61,8 +76,11 @@ class CheckpointBundle:
     checkpoint_id: str
     model_name: str
     ema: bool = False           # use the net_ema.* weights (our trainer's bundles)
-    center_crop: bool = True    # upstream preprocessing; our sim checkpoints were trained uncropped
-    meta_file: Path | None = None   # policy.json / checkpoint.json it was read from (None: bare weights file)
+    # how frames and proprio reach the model as it was trained (upstream's unless the metadata says otherwise)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    # the Wan2.1 VAE weights file (the released tokenizer.pth); None: vae.* keys of the weights file
+    tokenizer: Path | None = None
+    meta_file: Path | None = None   # policy.json / checkpoint.json it was read from (None: released layout)
     meta: dict = field(default_factory=dict)  # that file's contents (train config, step, task, ...)
     # the JSON file the statistics came from; None: inline in meta_file
     stats_file: Path | None = None
@@ -82,27 +100,33 @@ def default_planning_checkpoint() -> Path:
 
 
 def resolve_bundle(checkpoint: str | Path = "", model_config: str | Path = "", stats: str | Path = "",
-                   t5_embeddings: str | Path = "") -> CheckpointBundle:
-    """Resolve a checkpoint folder / run folder / weights file; explicit arguments override its metadata.
+                   t5_embeddings: str | Path = "", tokenizer: str | Path = "",
+                   fallback: CheckpointBundle | None = None) -> CheckpointBundle:
+    """Resolve a checkpoint folder / run folder / released folder / weights file; explicit arguments win.
 
-    Empty strings mean "not given" (ROS parameters cannot be None). A bare weights file has no
-    metadata, so it needs all three of model_config, stats and t5_embeddings.
+    Empty strings mean "not given" (ROS parameters cannot be None). `fallback` (the policy's bundle, when
+    this is a planning checkpoint) supplies what a released-layout folder lacks.
     """
     path = Path(checkpoint).expanduser() if str(checkpoint) else default_checkpoint()
     if not path.exists():
         hint = " (the bundled checkpoint is missing from this install)" if not str(checkpoint) else ""
         raise ConfigError(f"{path}: checkpoint not found{hint}")
-    weights, meta_file, meta = _read_folder(path) if path.is_dir() else (path, None, {})
-    folder = weights.parent if meta_file else None
-    given = {"model_config": str(model_config), "stats": str(stats), "t5_embeddings": str(t5_embeddings)}
-    for name in ("model_config", "stats", "t5_embeddings"):
-        if not given[name] and meta_file is None:
-            raise ConfigError(f"{weights}: a bare weights file needs the {name} parameter")
+    given = {"model_config": str(model_config), "stats": str(stats), "t5_embeddings": str(t5_embeddings),
+             "tokenizer": str(tokenizer)}
+    if path.is_dir() and _is_our_folder(path):
+        return _resolve_ours(path, given)
+    return _resolve_released(path, given, fallback)
+
+
+def _resolve_ours(path: Path, given: dict[str, str]) -> CheckpointBundle:
+    """A bundle / checkpoint / run folder of our trainer: everything from its metadata unless given."""
+    weights, meta_file, meta = _read_folder(path)
+    folder = weights.parent
     if not given["model_config"] and meta.get("model") is None:
         raise ConfigError(f"{meta_file}: no 'model' key (pass the model_config parameter)")
     cfg = _load_model_config(given["model_config"], meta, meta_file)
     stats_dict, stats_file = _load_stats(given["stats"], meta, meta_file, folder)
-    t5 = Path(given["t5_embeddings"]).expanduser() if given["t5_embeddings"] else folder / EMBED_FILE
+    t5 = _existing(given["t5_embeddings"], "T5 embeddings") or folder / EMBED_FILE
     if not t5.is_file():
         raise ConfigError(f"{t5}: T5 embeddings file not found")
     model = meta.get("model")
@@ -111,9 +135,83 @@ def resolve_bundle(checkpoint: str | Path = "", model_config: str | Path = "", s
         weights=weights, model_config=cfg, stats=stats_dict, t5_embeddings=t5,
         instruction=meta.get("instruction", ""), action_period_s=meta.get("action_period_s"),
         checkpoint_id=_checkpoint_id(weights, meta.get("step")), model_name=model_name or weights.stem,
-        ema=bool(meta.get("files", {}).get("ema", False)), center_crop=bool(meta.get("center_crop", not meta)),
-        meta_file=meta_file, meta=meta, stats_file=stats_file,
-        gripper_convention=_gripper_convention(meta.get("gripper_convention"), meta_file))
+        ema=bool(meta.get("files", {}).get("ema", False)),
+        preprocessing=Preprocessing.from_meta(meta, str(meta_file)),
+        tokenizer=_existing(given["tokenizer"], "tokenizer"), meta_file=meta_file, meta=meta,
+        stats_file=stats_file, gripper_convention=_gripper_convention(meta.get("gripper_convention"), meta_file))
+
+
+def _resolve_released(path: Path, given: dict[str, str], fallback: CheckpointBundle | None) -> CheckpointBundle:
+    """Upstream's released layout: a folder as downloaded, or one weights file with the other files beside it.
+
+    Each file: the explicit argument, else the released name (or pattern) in the folder, else the fallback's
+    (the policy's, for a planning checkpoint), else one line naming it and where to download it.
+    """
+    folder = path if path.is_dir() else path.parent
+    weights_spec, stats_spec, t5_spec, tok_spec = released.layout_files(planning=fallback is not None)
+    weights = path if path.is_file() else _find(folder, weights_spec)
+    if weights is None:
+        raise ConfigError(released.missing_line(folder, weights_spec))
+    if given["model_config"] or fallback is None:
+        cfg = _load_model_config(given["model_config"] or released.RELEASED_MODEL_CONFIG, {}, None)
+    else:
+        cfg = fallback.model_config
+    stats_file = _existing(given["stats"], "statistics") or _find(folder, stats_spec)
+    if stats_file is not None:
+        stats_dict = read_json_object(stats_file, "statistics")
+    elif fallback is not None:
+        stats_dict, stats_file = fallback.stats, fallback.stats_file
+    else:
+        raise ConfigError(released.missing_line(folder, stats_spec))
+    t5 = (_existing(given["t5_embeddings"], "T5 embeddings") or _find(folder, t5_spec)
+          or (fallback.t5_embeddings if fallback else None))
+    if t5 is None:
+        raise ConfigError(released.missing_line(folder, t5_spec))
+    # a planning model encodes and decodes nothing itself: the engine gives it the policy's VAE
+    tokenizer = (_existing(given["tokenizer"], "tokenizer") or _find(folder, tok_spec)
+                 or (fallback.tokenizer if fallback else None))
+    if tokenizer is None and fallback is None and not _holds_vae(weights):
+        raise ConfigError(released.missing_line(folder, tok_spec))
+    return CheckpointBundle(
+        weights=weights, model_config=cfg, stats=stats_dict, t5_embeddings=t5, instruction="",
+        action_period_s=None, checkpoint_id=_checkpoint_id(weights, None), model_name=weights.stem,
+        preprocessing=Preprocessing(), tokenizer=tokenizer, stats_file=stats_file)
+
+
+def _existing(given: str, what: str) -> Path | None:
+    """The explicitly given file (None when not given); a given path that is no file is refused in one line."""
+    if not given:
+        return None
+    path = Path(given).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} file not found")
+    return path
+
+
+def _find(folder: Path, spec: released.ReleasedFile) -> Path | None:
+    try:
+        return released.find(folder, spec)
+    except released.AmbiguousFileError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _holds_vae(weights: Path) -> bool:
+    """Whether a weights file carries vae.*/tokenizer.* keys: read from a .safetensors header (our bundles),
+    never from a pickle; a .pt/.pth is upstream's DiT-only file."""
+    if weights.suffix != ".safetensors":
+        return False
+    try:
+        with open(weights, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(min(size, 100 << 20)))
+    except (OSError, struct.error, ValueError):
+        return False  # unreadable: the loader names it
+    return any(k.startswith(("vae.", "tokenizer.")) for k in header)
+
+
+def _is_our_folder(path: Path) -> bool:
+    """A training run folder, or a folder with our metadata JSON (else: upstream's released layout)."""
+    return (path / "latest").is_file() or any((path / f).is_file() for f in (EXPORT_META_FILE, META_FILE))
 
 
 def _read_folder(path: Path) -> tuple[Path, Path, dict]:
@@ -220,16 +318,16 @@ def _gripper_range_warnings(bundle: CheckpointBundle, robot: AlohaRobot) -> list
 def launch_chunk_mode(checkpoint: str | Path, mode: str) -> str | None:
     """The executor chunk mode `checkpoint` states for launch mode `mode`, read from its metadata JSON only.
 
-    policy.json `chunk_mode`: a chunk mode, or {launch mode: chunk mode}. A bare weights file is upstream's
-    released checkpoint: UPSTREAM_CHUNK_MODE. None: the checkpoint does not say ("" = the bundled one;
-    absent from this install: None, the node reports it).
+    policy.json `chunk_mode`: a chunk mode, or {launch mode: chunk mode}. A folder without our metadata or a
+    bare weights file is upstream's released checkpoint: UPSTREAM_CHUNK_MODE. None: the checkpoint does not
+    say ("" = the bundled one; absent from this install: None, the node reports it).
     """
     path = Path(checkpoint).expanduser() if str(checkpoint) else default_checkpoint()
     if not path.exists():
         if not str(checkpoint):
             return None
         raise ConfigError(f"{path}: checkpoint not found")
-    if not path.is_dir():
+    if not (path.is_dir() and _is_our_folder(path)):
         return UPSTREAM_CHUNK_MODE
     _, meta_file, meta = _read_folder(path)
     stated = meta.get("chunk_mode")
@@ -269,6 +367,7 @@ def build_engine(bundle: CheckpointBundle, planning: CheckpointBundle | None = N
     if planning is not None:
         check_planning_compatible(bundle, planning)
     return PolicyEngine.from_files(bundle.model_config, bundle.weights, bundle.stats, bundle.t5_embeddings,
+                                   vae_checkpoint=bundle.tokenizer,
                                    planning_checkpoint=planning.weights if planning else None, device=device,
-                                   ema=bundle.ema, center_crop=bundle.center_crop,
+                                   ema=bundle.ema, preprocessing=bundle.preprocessing,
                                    stats_source=str(bundle.stats_file or bundle.meta_file))

@@ -23,6 +23,7 @@ from ..model.policy_model import CosmosPolicyModel
 from ..model.text import T5EmbeddingStore
 from .images import preprocess_image
 from .normalization import DatasetStats
+from .preprocessing import UPSTREAM, Preprocessing
 
 
 @dataclass
@@ -54,29 +55,32 @@ class PolicyOutput:
 class PolicyEngine:
     def __init__(self, model: CosmosPolicyModel, stats: DatasetStats, text: T5EmbeddingStore,
                  planning_model: CosmosPolicyModel | None = None, max_batch: int | None = None,
-                 center_crop: bool = True):
+                 preprocessing: Preprocessing = UPSTREAM):
         self.model = model
         self.planning_model = planning_model or model
         self.stats = stats
         self.text = text
         self.max_batch = max_batch
-        self.center_crop = center_crop
+        self.preprocessing = preprocessing
         self.cfg: ModelConfig = model.cfg
         self.layout = model.layout
         if self.planning_model.layout != self.layout:
             raise ValueError("policy and planning models must share the latent layout")
+        # instruction -> (L, D) embedding on the model's device in its dtype: moved once, not every chunk
+        self._contexts: dict[str, torch.Tensor] = {}
 
     @classmethod
     def from_files(cls, config: ModelConfig, checkpoint: Path, stats: Mapping, t5_embeddings: Path, *,
                    vae_checkpoint: Path | None = None, planning_checkpoint: Path | None = None,
                    device: str | None = None, dtype: torch.dtype | None = None, ema: bool = False,
-                   max_batch: int | None = None, center_crop: bool = True, stats_method: str = "min_max",
-                   stats_source: str = "<dict>") -> "PolicyEngine":
+                   max_batch: int | None = None, preprocessing: Preprocessing = UPSTREAM,
+                   stats_method: str = "min_max", stats_source: str = "<dict>") -> "PolicyEngine":
         """Build from a loaded config and statistics plus the weight files (DiT [+ VAE], T5 embeddings).
 
         The config and statistics arrive already parsed (deploy.bundle.resolve_bundle reads them once,
         wherever they came from); only the large files are read here. stats_source names where the
-        statistics came from in errors.
+        statistics came from in errors. vae_checkpoint: the Wan2.1 tokenizer file when the DiT file has
+        no vae.* keys (the released checkpoint); the planning model shares it.
         """
         model = CosmosPolicyModel.build(config, device, dtype, seed=None)
         model.load_checkpoints(checkpoint, vae_checkpoint, ema=ema)
@@ -85,7 +89,21 @@ class PolicyEngine:
             planner = CosmosPolicyModel.build(config, device, dtype, seed=None)
             planner.load_checkpoints(planning_checkpoint, vae_checkpoint or checkpoint, ema=ema)
         st = DatasetStats.from_dict(stats, stats_method, config.layout.action_dim, stats_source)
-        return cls(model, st, T5EmbeddingStore.load(t5_embeddings), planner, max_batch, center_crop)
+        return cls(model, st, T5EmbeddingStore.load(t5_embeddings), planner, max_batch, preprocessing)
+
+    def context(self, instructions: Sequence[str]) -> torch.Tensor:
+        """(B, L, D) T5 context on the model's device and in its dtype, from a per-instruction cache."""
+        for s in instructions:
+            if s not in self._contexts:
+                self._contexts[s] = self.text.get(s).to(self.model.device, self.model.dtype)
+        return torch.stack([self._contexts[s] for s in instructions])
+
+    def _proprio_in_model_dtype(self, p_norm: torch.Tensor) -> torch.Tensor:
+        """Normalised proprio as injected: rounded to the model's dtype first (upstream: bf16) unless the
+        checkpoint was trained with float32 vectors."""
+        if self.preprocessing.proprio_dtype == "model":
+            return p_norm.to(self.model.dtype).float()
+        return p_norm
 
     # ------------------------------------------------------------------ observation -> latents
 
@@ -96,16 +114,17 @@ class PolicyEngine:
         images = {}
         for cam in lay.cameras:
             try:
-                images[cam] = torch.stack([preprocess_image(o["images"][cam], size, self.center_crop)
+                images[cam] = torch.stack([preprocess_image(o["images"][cam], size, self.preprocessing)
                                            for o in obs_list])
             except KeyError:
                 raise KeyError(f"observation lacks image {cam!r} (model cameras: {list(lay.cameras)})") from None
         proprio = np.stack([np.asarray(o["proprio"], dtype=np.float64).reshape(-1) for o in obs_list])
         if proprio.shape[1] != lay.proprio_dim:
             raise ValueError(f"proprio has {proprio.shape[1]} entries, model expects {lay.proprio_dim}")
-        p_norm = torch.from_numpy(self.stats.normalize_proprio(proprio))
-        context = self.text.batch([o["instruction"] for o in obs_list])
-        clean = self.model.encode_video(L.build_pixel_sequence(images, lay))
+        p_norm = self._proprio_in_model_dtype(torch.from_numpy(self.stats.normalize_proprio(proprio)))
+        context = self.context([o["instruction"] for o in obs_list])
+        frame_dtype = self.model.vae.dtype if self.preprocessing.frame_dtype == "model" else torch.float32
+        clean = self.model.encode_video(L.build_pixel_sequence(images, lay), frame_dtype)
         given = L.inject(clean, lay.proprio, p_norm.to(clean.device))
         return PreparedState(given, clean, context, p_norm)
 

@@ -75,6 +75,9 @@ class VAEConfig:
     temporal_downsample: tuple[bool, ...] = (False, True, True)
     latent_mean: tuple[float, ...] = WAN21_LATENT_MEAN
     latent_std: tuple[float, ...] = WAN21_LATENT_STD
+    # pixel frames per causal encoder call after frame 0 (a multiple of 4). Same latents up to float rounding
+    # (spec 3.3); 16 (upstream's tokenizer, inferred) encodes the proprio frame and three cameras in one call.
+    temporal_window: int = 4
 
     @property
     def spatial_factor(self) -> int:
@@ -93,6 +96,8 @@ class VAEConfig:
             raise ValueError("latent_std entries must be > 0")
         if self.temporal_factor != 4:
             raise ValueError("the latent layout needs exactly 2 temporal downsamples (4 pixel frames per latent)")
+        if self.temporal_window < 4 or self.temporal_window % 4:
+            raise ValueError(f"temporal_window must be a positive multiple of 4, got {self.temporal_window}")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,15 @@ def default_device_dtype(device: str | torch.device | None = None) -> tuple[torc
     return device, (torch.bfloat16 if device.type == "cuda" else torch.float32)
 
 
+def normalize_frames(video: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 pixels -> [-1, 1] as `x.to(dtype) / 127.5 - 1`, each step rounded to `dtype`.
+
+    Upstream computes this in bf16 on the GPU (text2world_model.py:770): pixel 128 becomes 0.0078125 there,
+    0.0039216 in float32.
+    """
+    return video.to(dtype) / 127.5 - 1.0
+
+
 class CosmosPolicyModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -33,6 +42,9 @@ class CosmosPolicyModel(nn.Module):
         self.net = CosmosDiT(cfg.dit)
         self.vae = WanVAE(cfg.vae)
         self.layout = LatentLayout.from_config(cfg.layout)
+        # None: run in the weights' dtype (bf16 weights on CUDA, as upstream). torch.bfloat16 with float32
+        # weights: torch.autocast (matmuls and attention in bf16, norms and softmax kept in float32).
+        self.autocast_dtype: torch.dtype | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -89,19 +101,39 @@ class CosmosPolicyModel(nn.Module):
     def device(self) -> torch.device:
         return self.net.t_embedding_norm.weight.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the DiT computes in: the autocast dtype if set, else its weights'."""
+        return self.autocast_dtype or self.net.dtype
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                              enabled=self.autocast_dtype is not None)
+
+    def compile_net(self, mode: str | None = None) -> None:
+        """torch.compile the DiT forward in place (state-dict keys unchanged); the first calls of each new
+        batch size pay the compile time."""
+        self.net.compile(mode=mode, dynamic=False)
+
     # ------------------------------------------------------------------ pixels <-> latents
 
     @torch.no_grad()
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        """uint8 (B,3,F,H,W) -> normalised latents (B,C,T,h,w) float32."""
-        x = video.to(self.device).float() / 127.5 - 1.0
-        return self.vae.encode(x)
+    def encode_video(self, video: torch.Tensor, frame_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """uint8 (B,3,F,H,W) -> normalised latents (B,C,T,h,w) float32.
+
+        `frame_dtype`: the dtype of `uint8 / 127.5 - 1` (upstream computes it in bf16 on the GPU,
+        text2world_model.py:770: each step rounds to bf16). The VAE then runs in its weights' dtype.
+        """
+        x = normalize_frames(video.to(self.device), frame_dtype)
+        with self._autocast():
+            return self.vae.encode(x)
 
     @torch.no_grad()
     def decode_frames(self, latent: torch.Tensor, frames: Sequence[int]) -> dict[int, torch.Tensor]:
         """Decode the latent sequence and return uint8 (B,H,W,3) images of the given latent frames."""
         last = max(frames)
-        video = self.vae.decode(latent[:, :, : last + 1].to(self.device))
+        with self._autocast():
+            video = self.vae.decode(latent[:, :, : last + 1].to(self.device))
         out = {}
         for f in frames:
             pix = 0 if f == 0 else (f - 1) * 4 + 1
@@ -138,4 +170,5 @@ class CosmosPolicyModel(nn.Module):
                                      cond_mask[j], context[j], self.cfg.sigma_data))
             return torch.cat(parts)
 
-        return sample(x0_fn, x_T, steps, sc.sigma_max, sc.sigma_min, sc.rho)
+        with self._autocast():
+            return sample(x0_fn, x_T, steps, sc.sigma_max, sc.sigma_min, sc.rho)

@@ -241,12 +241,14 @@ class WanVAE(nn.Module):
         shape = (1, -1, 1, 1, 1)
         return self.latent_mean.to(dtype).view(shape), self.latent_std.to(dtype).view(shape)
 
-    def encode(self, video: torch.Tensor, temporal_window: int = 4) -> torch.Tensor:
+    def encode(self, video: torch.Tensor, temporal_window: int | None = None) -> torch.Tensor:
         """video (B,3,1+4k,H,W) in [-1,1] -> normalised latents (B,z,1+k,H/8,W/8) float32.
 
-        Frame 0 alone, then chunks of `temporal_window` frames (a multiple of 4; the result does
-        not depend on it up to float rounding, only peak memory does).
+        Frame 0 alone, then chunks of `temporal_window` frames (a multiple of 4; None: the config's). The
+        result does not depend on it up to float rounding; the number of encoder calls and peak memory do:
+        16 (upstream's) puts the proprio frame and all three ALOHA cameras into one call.
         """
+        temporal_window = temporal_window or self.cfg.temporal_window
         if (video.shape[2] - 1) % 4:
             raise ValueError(f"need 1+4k pixel frames, got {video.shape[2]}")
         if temporal_window < 4 or temporal_window % 4:

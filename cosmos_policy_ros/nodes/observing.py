@@ -46,7 +46,8 @@ class ObservingNode(Node):
         self.cams = load_cameras(declare(self, "camera_config", "cameras.yaml"))
         declare(self, "task", "")
         self.bundle = resolve_bundle(declare(self, checkpoint_param, ""), declare(self, "model_config", ""),
-                                     declare(self, "stats", ""), declare(self, "t5_embeddings", ""))
+                                     declare(self, "stats", ""), declare(self, "t5_embeddings", ""),
+                                     declare(self, "tokenizer", ""))
         self.check_bundle(self.bundle)
         self.instruction = declare(self, "instruction", "") or self.bundle.instruction
         self.period_s = float(self.bundle.action_period_s or self.pcfg.action_period_s)

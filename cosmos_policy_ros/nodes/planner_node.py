@@ -8,7 +8,8 @@ planning misses ``deadline_s`` it publishes the direct policy chunk instead (fel
 and does not start another plan until the late one has finished.
 
 Parameters: as the policy node, plus planning_checkpoint ("" = the bundled planning model when the
-policy is the bundled one, else the policy checkpoint itself) and planner_config
+policy is the bundled one, else the policy checkpoint itself; a released planning folder takes the
+statistics, T5 file, tokenizer and model config it lacks from the policy's) and planner_config
 (config/planner.yaml). The policy checkpoint parameter is ``policy_checkpoint``.
 """
 from __future__ import annotations
@@ -44,9 +45,10 @@ class PlannerNode(ObservingNode):
         if not planning_ckpt and not self.get_parameter("policy_checkpoint").value \
                 and default_planning_checkpoint().is_dir():   # the bundled policy has a bundled planning model
             planning_ckpt = str(default_planning_checkpoint())
-        # a bare planning weights file shares the policy's model config, statistics and T5 file
-        shared = [self.get_parameter(n).value for n in ("model_config", "stats", "t5_embeddings")]
-        planning = resolve_bundle(planning_ckpt, *shared) if planning_ckpt else None
+        # a released planning folder (or bare weights file) takes what it lacks from the policy's bundle:
+        # model config, statistics, T5 file, tokenizer; explicit file parameters apply to both
+        shared = [self.get_parameter(n).value for n in ("model_config", "stats", "t5_embeddings", "tokenizer")]
+        planning = resolve_bundle(planning_ckpt, *shared, fallback=self.bundle) if planning_ckpt else None
         if planning is not None and planning.weights != self.bundle.weights:
             self.check_bundle(planning)
         self.planning_id = planning.checkpoint_id if planning else self.bundle.checkpoint_id

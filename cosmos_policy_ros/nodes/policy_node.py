@@ -1,7 +1,8 @@
 """Policy node: cameras + joint states in, Cosmos Policy action chunks out (direct deployment).
 
-Parameters: checkpoint (bundle folder; "" = the bundled small checkpoint), model_config / stats /
-t5_embeddings (only for bare weights files), instruction ("" = the checkpoint's), robot_config,
+Parameters: checkpoint (bundle folder, upstream's released folder as downloaded, or a weights file; "" = the
+bundled small checkpoint), model_config / stats / t5_embeddings / tokenizer (files that live elsewhere than
+the checkpoint's folder; deploy/bundle.py), instruction ("" = the checkpoint's), robot_config,
 camera_config, config (config/policy.yaml), trigger (overrides the yaml when set). Topics: topics.ACTION_CHUNK,
 POLICY_VALUE, POLICY_STATUS out, CHUNK_REQUEST in (nodes/observing.py).
 """

@@ -29,6 +29,7 @@ from cosmos_policy_ros.deploy.bundle import (
     resolve_bundle,
 )
 from cosmos_policy_ros.deploy.random_bundle import make_random_bundle
+from cosmos_policy_ros.inference.preprocessing import TRAINER, UPSTREAM
 from cosmos_policy_ros.model.config import ModelConfig
 from cosmos_policy_ros.robot.aloha import DEFAULT_ROBOT_CONFIG, AlohaRobot
 
@@ -81,7 +82,7 @@ def test_training_checkpoint_resolves_to_typed_config_stats_and_paths(checkpoint
     assert b.weights == checkpoint / MODEL_FILE and b.t5_embeddings == checkpoint / EMBED_FILE
     assert b.meta_file == checkpoint / META_FILE and b.meta["step"] == 0
     assert b.instruction == "transfer the cube" and b.action_period_s == 0.04 and b.checkpoint_id.endswith("@0")
-    assert not b.ema and not b.center_crop
+    assert not b.ema and b.preprocessing == TRAINER and b.tokenizer is None
     assert dataclasses.replace(b, ema=True).ema   # evaluation runs a training checkpoint on its EMA weights
 
 
@@ -90,7 +91,7 @@ def test_exported_bundle_reads_statistics_beside_policy_json(checkpoint, tmp_pat
     assert b.meta_file.name == EXPORT_META_FILE and b.stats_file == tmp_path / "bundle" / STATS_FILE
     assert b.stats == _inline_stats(checkpoint) and "stats" not in b.meta
     assert b.model_config == resolve_bundle(checkpoint).model_config
-    assert b.ema and not b.center_crop and b.action_period_s == 0.02
+    assert b.ema and not b.preprocessing.center_crop and b.action_period_s == 0.02
 
 
 def test_run_folder_resolves_its_latest_checkpoint(checkpoint, tmp_path):
@@ -107,7 +108,8 @@ def test_bare_weights_file_takes_explicit_config_stats_and_t5(checkpoint, tmp_pa
     assert b.model_config == resolve_bundle(checkpoint).model_config
     assert b.stats == _inline_stats(checkpoint) and b.stats_file == stats and b.t5_embeddings == t5
     assert b.meta_file is None and b.meta == {} and b.model_name == "policy_weights"
-    assert b.center_crop and not b.ema and "@" not in b.checkpoint_id
+    assert b.preprocessing == UPSTREAM and not b.ema and "@" not in b.checkpoint_id
+    assert b.tokenizer is None   # our .safetensors carries vae.* keys: no tokenizer needed
 
 
 def test_explicit_arguments_override_the_bundle_metadata(checkpoint, tmp_path):
@@ -117,12 +119,22 @@ def test_explicit_arguments_override_the_bundle_metadata(checkpoint, tmp_path):
     assert b.stats["note"] == "other" and b.stats_file == other
 
 
-@pytest.mark.parametrize("missing", ["model_config", "stats", "t5_embeddings"])
-def test_bare_weights_file_without_a_piece_is_refused_naming_it(checkpoint, tmp_path, missing):
+@pytest.mark.parametrize("missing,released_name", [("stats", "aloha_dataset_statistics.json"),
+                                                    ("t5_embeddings", "aloha_t5_embeddings.pkl")])
+def test_bare_weights_file_without_a_piece_is_refused_naming_it_and_where_to_get_it(checkpoint, tmp_path, missing,
+                                                                                     released_name):
     weights, stats, t5 = make_bare_pieces(checkpoint, tmp_path / "bare")
     args = {"model_config": "tiny_test.yaml", "stats": stats, "t5_embeddings": t5, missing: ""}
-    with pytest.raises(ConfigError, match=re.escape(f"{weights}: a bare weights file needs the {missing} parameter")):
+    with pytest.raises(ConfigError) as info:
         resolve_bundle(weights, **args)
+    line = str(info.value)
+    assert line.startswith(f"{weights.parent}: no ") and released_name in line and "\n" not in line
+    assert "huggingface.co/nvidia/Cosmos-Policy-ALOHA-Predict2-2B" in line and f"{missing}:=<file>" in line
+
+
+def test_bare_weights_file_without_a_model_config_takes_the_released_one(checkpoint, tmp_path):
+    weights, stats, t5 = make_bare_pieces(checkpoint, tmp_path / "bare")
+    assert resolve_bundle(weights, stats=stats, t5_embeddings=t5).model_config.name == "cosmos_policy_2b_aloha"
 
 
 def test_unreadable_or_missing_files_are_refused_in_one_line_naming_the_file(checkpoint, tmp_path):
@@ -134,7 +146,8 @@ def test_unreadable_or_missing_files_are_refused_in_one_line_naming_the_file(che
              ((weights, "tiny_test.yaml", stats, tmp_path / "nope.pt"), "nope.pt: T5 embeddings file not found"),
              ((weights, "no_such_model.yaml", stats, t5), "no_such_model.yaml: model config not found"),
              ((tmp_path / "nowhere",), "nowhere: checkpoint not found"),
-             ((tmp_path / "bare",), "not a checkpoint folder")]
+             ((weights, "tiny_test.yaml", stats, t5, tmp_path / "nope.pth"), "nope.pth: tokenizer file not found"),
+             ((tmp_path / "bare",), "bare: no dataset statistics \\(aloha_dataset_statistics.json\\)")]
     for args, message in cases:
         with pytest.raises(ConfigError, match=message) as info:
             resolve_bundle(*args)

@@ -91,6 +91,11 @@ class PolicyEngine:
         st = DatasetStats.from_dict(stats, stats_method, config.layout.action_dim, stats_source)
         return cls(model, st, T5EmbeddingStore.load(t5_embeddings), planner, max_batch, preprocessing)
 
+    def synchronize(self) -> None:
+        """Wait for the model's device (CUDA runs asynchronously): stage timings then measure the stage."""
+        if self.model.device.type == "cuda":
+            torch.cuda.synchronize(self.model.device)
+
     def context(self, instructions: Sequence[str]) -> torch.Tensor:
         """(B, L, D) T5 context on the model's device and in its dtype, from a per-instruction cache."""
         for s in instructions:
@@ -207,8 +212,10 @@ class PolicyEngine:
         """Observation -> action chunk (+ predicted future proprio, value and optionally images)."""
         t0 = time.perf_counter()
         state = self.prepare(obs)
+        self.synchronize()
         t1 = time.perf_counter()
         latent = self.sample_actions(state, [seed], steps)
+        self.synchronize()
         t2 = time.perf_counter()
         actions, a_norm = self.actions_from(latent)
         out = PolicyOutput(actions=actions[0], actions_norm=a_norm[0],

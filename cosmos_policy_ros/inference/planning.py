@@ -57,6 +57,7 @@ def plan(engine: PolicyEngine, obs: Mapping | PreparedState, cfg: PlanConfig = P
     state = obs if isinstance(obs, PreparedState) else engine.prepare(obs)
     N, K, M = cfg.num_candidates, len(cfg.world_steps), len(cfg.value_steps)
     seeds = [cfg.base_seed + q for q in range(N)]
+    engine.synchronize()
     t1 = time.perf_counter()
 
     # stage 1: N action samples, one batch
@@ -70,6 +71,7 @@ def plan(engine: PolicyEngine, obs: Mapping | PreparedState, cfg: PlanConfig = P
     w_steps = [cfg.world_steps[k] for _ in range(N) for k in range(K)]
     ctx = state.context
     futures = engine.predict_future(state, w_seeds, w_steps, action_latents=act_lat[w_idx])
+    engine.synchronize()
     t3 = time.perf_counter()
 
     # stage 3: N*K*M value samples; member m of future (q,k) uses seed base+q+m, steps value_steps[m]

@@ -6,7 +6,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export MUJOCO_GL ?= egl
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint bench checkpoint clean
+.PHONY: setup demo test test-fast test-jazzy test-humble test-distros lint bench checkpoint clean
 
 setup:
 	@bash scripts/setup_env.sh
@@ -19,6 +19,17 @@ test: setup lint
 
 test-fast: setup lint
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The robot-PC stages CI runs after `make test` (scripts/ci_ros_distros.sh; own venvs in build/, no torch):
+# Jazzy = Python 3.12 + ROS 2 Jazzy wheels + numpy 1.26.4; Humble = Python 3.10 + numpy 1.21.5, no ROS.
+test-jazzy:
+	bash scripts/ci_ros_distros.sh jazzy
+
+test-humble:
+	bash scripts/ci_ros_distros.sh humble
+
+test-distros:
+	bash scripts/ci_ros_distros.sh jazzy humble
 
 # ruff (pyproject.toml): line length 120, import order, unused names
 lint: setup

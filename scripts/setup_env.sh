@@ -25,6 +25,7 @@ stamp_inputs() {
   # shellcheck disable=SC2086  # word splitting of the requirement lists is intended
   { cat $REQS $NODEPS_REQS CMakeLists.txt package.xml setup.py cmake/*.cmake msg/* srv/* \
       dev/interbotix_xs_msgs/CMakeLists.txt dev/interbotix_xs_msgs/package.xml dev/interbotix_xs_msgs/msg/* \
+      dev/interbotix_xs_msgs/srv/* \
       cosmos_policy_ros/__init__.py scripts/setup_env.sh
     echo "$PY|$REQS|$NODEPS_REQS|$BUILD"; } | sha256sum | cut -c1-16
 }

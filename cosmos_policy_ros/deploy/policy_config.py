@@ -25,6 +25,11 @@ class PolicyNodeConfig:
     device: str = ""
     torch_threads: int = 0
     refuse_log_period_s: float = 2.0
+    # stamp: observation ages from the messages' header stamps (clocks of camera/driver host and this host
+    # synchronised). arrival: from this host's receive times (clocks not synchronised, e.g. a GPU workstation
+    # beside the robot PC); chunks keep the message stamps, the executor's clock. Either way the start-up log
+    # gives the measured stamp offset per stream.
+    observation_time: Literal["stamp", "arrival"] = "stamp"
 
     def validate(self) -> None:
         for key in ("max_obs_age_s", "max_skew_s", "action_period_s", "refuse_log_period_s"):

@@ -39,7 +39,7 @@ def preprocess_image(img, size: int, prep: Preprocessing = UPSTREAM, crop_scale:
         raise ValueError(f"expected a uint8 image, got {arr.dtype}")
     if prep.resize == "pil_256_224":
         arr = pil_resize_256(np.ascontiguousarray(arr), size)
-    x = torch.as_tensor(arr).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(2, 0, 1)[None].float()
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
         x = x.clamp(0, 255).round()

@@ -1,7 +1,10 @@
 """Shared wiring of the policy and planner nodes: observation subscriptions and the worker thread.
 
 Subscriptions only convert and store samples (ObservationCache); all model work runs in one worker
-thread, never in a callback, so a slow inference never blocks message intake. The worker computes
+thread, never in a callback, so a slow inference never blocks message intake. A camera is read raw
+(sensor_msgs/Image) or as image_transport's JPEG (<topic>/compressed), per config/cameras.yaml; either
+passes the same frame checks. Ages are judged on message stamps or, where the sources' clock is not this
+host's, on arrival (config/policy.yaml observation_time); chunks carry the message stamps either way. The worker computes
 a chunk when the executor asks (topics.CHUNK_REQUEST) or back to back, and refuses — saying why on
 topics.POLICY_STATUS and in a throttled log line — whenever the observation is not fresh.
 """
@@ -12,7 +15,7 @@ import time
 
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32, Header, String
 
 from cosmos_policy_ros import config as cfg
@@ -29,8 +32,14 @@ from cosmos_policy_ros.nodes.chunk_msgs import seconds, time_msg
 from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types
 from cosmos_policy_ros.nodes.log_throttle import ThrottledLog
 from cosmos_policy_ros.perception.cameras import load_cameras
+from cosmos_policy_ros.perception.clock_offset import StampOffsets, offset_line
 from cosmos_policy_ros.perception.frame_check import FrameChecker
-from cosmos_policy_ros.perception.image_codec import ImageFormatError, image_to_rgb
+from cosmos_policy_ros.perception.image_codec import (
+    ImageFormatError,
+    compressed_size,
+    compressed_to_rgb,
+    image_to_rgb,
+)
 from cosmos_policy_ros.perception.observation_cache import NotReady, ObservationCache
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 
@@ -61,12 +70,14 @@ class ObservingNode(Node):
         self.cache = ObservationCache(model_cams, model_cams, self.pcfg.max_obs_age_s, self.pcfg.max_skew_s,
                                       tuple(self.robot.config.arms), max_future_s=self.pcfg.max_future_s)
         self.frames = FrameChecker(self.cams.width, self.cams.height, self.cams.min_side_px)
+        self.offsets = StampOffsets([*model_cams, *self.robot.config.arms])
         log = self.get_logger()
         self._refusal_log = ThrottledLog(lambda line: log.warning(line), self.pcfg.refuse_log_period_s)
         self._input_log = ThrottledLog(lambda line: log.error(line), self.pcfg.refuse_log_period_s)
         for cam in model_cams:
-            self.create_subscription(Image, self.cams.topic(cam), lambda m, c=cam: self._on_image(c, m),
-                                     qos_profile_sensor_data)
+            compressed = self.cams.cameras[cam].transport == "compressed"
+            self.create_subscription(CompressedImage if compressed else Image, self.cams.subscribed_topic(cam),
+                                     lambda m, c=cam, z=compressed: self._on_image(c, m, z), qos_profile_sensor_data)
         for side in self.robot.config.arms:
             self.create_subscription(JointState, self.robot.follower_topic(side, "joint_states"),
                                      lambda m, s=side: self._on_joints(s, m), qos_profile_sensor_data)
@@ -86,7 +97,8 @@ class ObservingNode(Node):
         self.get_logger().info(
             f"{self.bundle.model_name} ({self.bundle.checkpoint_id}) ready: cameras {model_cams}, "
             f"instruction {self.instruction!r}, action period {self.period_s * 1000:.0f} ms, "
-            f"trigger {self.pcfg.trigger}")
+            f"trigger {self.pcfg.trigger}, cameras on {[self.cams.subscribed_topic(c) for c in model_cams]}, "
+            f"observation time: {self.pcfg.observation_time}")
 
     # ---- overridden by the policy / planner ---------------------------------------------------
     def load_engine(self):
@@ -125,22 +137,38 @@ class ObservingNode(Node):
         self.compute(self.warmup_observation(), self.pcfg.seed)
         self.get_logger().info(f"warm-up inference {time.perf_counter() - t0:.2f} s")
 
-    def _on_image(self, cam: str, msg) -> None:
-        verdict = self.frames.check(cam, int(msg.height), int(msg.width))
-        if not verdict.usable:
-            self._input_log(f"{self.cams.topic(cam)}: {verdict.line}", f"frame {cam}")
-            return
-        if verdict.line:
-            self.get_logger().info(verdict.line)
+    def _times(self, stream: str, msg) -> tuple[float, float, float]:
+        """(time its age is judged by, message stamp, now): the stamp, or the arrival time (observation_time)."""
+        stamp, now = seconds(msg.header.stamp), self.now_s()
+        found = self.offsets.add(stream, stamp, now)
+        if found is not None:
+            line = offset_line(found, self.pcfg.observation_time, self.pcfg.max_future_s, self.offsets.samples)
+            if line:
+                self.get_logger().warning(line)
+        return (now if self.pcfg.observation_time == "arrival" else stamp), stamp, now
+
+    def _on_image(self, cam: str, msg, compressed: bool = False) -> None:
+        topic = self.cams.subscribed_topic(cam)
         try:
-            self.cache.put_image(cam, seconds(msg.header.stamp), image_to_rgb(msg), self.now_s())
+            height, width = compressed_size(msg) if compressed else (int(msg.height), int(msg.width))
+            verdict = self.frames.check(cam, height, width)
+            if not verdict.usable:
+                self._input_log(f"{topic}: {verdict.line}", f"frame {cam}")
+                return
+            if verdict.line:
+                self.get_logger().info(verdict.line)
+            rgb = compressed_to_rgb(msg) if compressed else image_to_rgb(msg)
         except ImageFormatError as exc:
-            self._input_log(f"{self.cams.topic(cam)}: {exc}", f"format {cam}")
+            self._input_log(f"{topic}: {exc}", f"format {cam}")
+            return
+        t, stamp, now = self._times(cam, msg)
+        self.cache.put_image(cam, t, rgb, now, msg_stamp=stamp)
 
     def _on_joints(self, side: str, msg) -> None:
         try:
             q7 = self.robot.arm_state_from_joint_state(list(msg.name), list(msg.position))
-            self.cache.put_arm(side, seconds(msg.header.stamp), q7, self.now_s())
+            t, stamp, now = self._times(side, msg)
+            self.cache.put_arm(side, t, q7, now, msg_stamp=stamp)
         except ValueError as exc:
             self._input_log(f"{side} joint_states: {exc}", f"joints {side}")
 
@@ -166,7 +194,8 @@ class ObservingNode(Node):
                 self.get_logger().error(f"inference failed: {type(exc).__name__}: {exc}")
                 time.sleep(0.5)
                 continue
-            msg.header.stamp = msg.trajectory.header.stamp = time_msg(obs.stamp)
+            # the message stamp: the robot PC's clock, on which the executor plays the chunk
+            msg.header.stamp = msg.trajectory.header.stamp = time_msg(obs.msg_stamp)
             msg.inference_latency_s = float(self.now_s() - obs.stamp)
             msg.sequence = self.sequence
             self.sequence += 1

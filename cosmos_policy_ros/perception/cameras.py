@@ -10,10 +10,18 @@ from cosmos_policy_ros import config as cfg
 DEFAULT_CAMERA_CONFIG = "cameras.yaml"
 
 
+# The image_transport subtopic a compressed stream is published on (realsense2_camera, compressed_image_transport).
+COMPRESSED_SUFFIX = "/compressed"
+
+
 @dataclass
 class CameraSpec:
     role: Literal["primary", "wrist", "secondary"]
     required: bool = True
+    # raw: sensor_msgs/Image on the camera's topic. compressed: sensor_msgs/CompressedImage (JPEG, as
+    # image_transport publishes it) on <topic>/compressed - ~10x fewer bytes when the policy runs on another
+    # machine than the cameras (docs/deployment.md "Lab layout")
+    transport: Literal["raw", "compressed"] = "raw"
 
 
 @dataclass
@@ -36,7 +44,13 @@ class CameraConfig:
             raise cfg.ConfigError(f"min_side_px: must be >= 1, got {self.min_side_px}")
 
     def topic(self, name: str) -> str:
+        """The camera's raw image topic."""
         return self.topic_pattern.format(name=name)
+
+    def subscribed_topic(self, name: str) -> str:
+        """The topic a policy subscribes for this camera: the raw one, or its /compressed subtopic."""
+        compressed = self.cameras[name].transport == "compressed" if name in self.cameras else False
+        return self.topic(name) + (COMPRESSED_SUFFIX if compressed else "")
 
     @property
     def names(self) -> list[str]:

@@ -1,11 +1,17 @@
-"""sensor_msgs/Image <-> numpy without cv_bridge (no usable cv_bridge exists for these wheels).
+"""sensor_msgs/Image and CompressedImage <-> numpy without cv_bridge (no usable cv_bridge exists for these wheels).
 
-Works on any object with the Image fields (height, width, encoding, step, is_bigendian, data), so
-it is tested without ROS. Output is always HxWx3 RGB uint8, the layout the model expects.
+Works on any object with the Image fields (height, width, encoding, step, is_bigendian, data) or the
+CompressedImage ones (format, data), so it is tested without ROS. Output is always HxWx3 RGB uint8, the
+layout the model expects. Compressed frames (JPEG or PNG, as image_transport's compressed plugin publishes
+them: format "rgb8; jpeg compressed bgr8") are decoded with Pillow; the colour order inside the JPEG is
+the decoder's business, so Pillow's RGB is the image's RGB whatever the format string's target encoding says.
 """
 from __future__ import annotations
 
+import io
+
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from cosmos_policy_ros.errors import CosmosError
 
@@ -64,3 +70,40 @@ def resize_nearest(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     ys = (np.arange(height) * h / height).astype(int)
     xs = (np.arange(width) * w / width).astype(int)
     return rgb[ys][:, xs]
+
+
+def _open_compressed(msg) -> Image.Image:
+    data = msg.data
+    try:
+        return Image.open(io.BytesIO(bytes(data) if not isinstance(data, (bytes, bytearray)) else data))
+    except (UnidentifiedImageError, OSError):
+        raise ImageFormatError(f"compressed image ({msg.format or 'no format'}, {len(data)} bytes) is no JPEG or "
+                               f"PNG that can be read") from None
+
+
+def compressed_size(msg) -> tuple[int, int]:
+    """(height, width) of a CompressedImage from its header only (nothing decoded yet)."""
+    width, height = _open_compressed(msg).size
+    return height, width
+
+
+def compressed_to_rgb(msg) -> np.ndarray:
+    """Decode a CompressedImage (JPEG/PNG, colour or grey) into an HxWx3 uint8 RGB array."""
+    img = _open_compressed(msg)
+    try:
+        return np.array(img.convert("RGB"))
+    except OSError as exc:   # truncated data
+        raise ImageFormatError(f"compressed image ({msg.format or 'no format'}) cannot be decoded: {exc}") from None
+
+
+def fill_compressed(msg, rgb: np.ndarray, quality: int = 95):
+    """Fill a CompressedImage with the JPEG of an HxWx3 uint8 RGB array, as compressed_image_transport does
+    (default jpeg_quality 95; format string as it writes it for an rgb8 source); returns ``msg``."""
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ImageFormatError(f"expected HxWx3 uint8 RGB, got {arr.dtype} {arr.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
+    msg.format = "rgb8; jpeg compressed bgr8"
+    msg.data = buf.getvalue()
+    return msg

@@ -5,7 +5,10 @@ that waits, so :meth:`ObservationCache.build` refuses (and says why) when any re
 older than ``max_age_s``, stamped more than ``max_future_s`` ahead of now (a frozen frame stamped in
 the future would otherwise count as fresh for as long as its stamp lies ahead), or the frames are further
 apart than ``max_skew_s``. Times are seconds on
-one clock chosen by the caller (the node uses message stamps; tests use plain numbers).
+one clock chosen by the caller (the node uses message stamps, or arrival times where the camera/driver
+host's clock is not synchronised with this one; tests use plain numbers). Each sample may also carry its
+message stamp (``msg_stamp``), reported as ``Observation.msg_stamp``: the time the chunk is stamped with, on
+the clock of the robot PC that executes it.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ class Observation:
     qpos: np.ndarray                  # 14-D [left 6 rad, left gripper 0..1, right 6, right gripper]
     ages: dict[str, float] = field(default_factory=dict)
     skew_s: float = 0.0
+    msg_stamp: float | None = None    # newest message stamp among the streams used (None: = stamp)
 
 
 @dataclass
@@ -44,21 +48,24 @@ class ObservationCache:
         self.max_future_s = max_future_s
         self._images: dict[str, tuple[float, np.ndarray]] = {}
         self._arms: dict[str, tuple[float, np.ndarray]] = {}
+        self._msg_stamps: dict[str, float] = {}   # stream -> message stamp of its latest sample
         self.stats = {name: StreamStats(name) for name in [*self.cameras, *arms]}
         self.rejected = 0
 
-    def put_image(self, camera: str, stamp: float, rgb: np.ndarray, now: float) -> None:
+    def put_image(self, camera: str, stamp: float, rgb: np.ndarray, now: float, msg_stamp: float | None = None) -> None:
         if camera not in self.stats:
             raise ValueError(f"unknown camera {camera!r}")
         self._images[camera] = (stamp, rgb)
+        self._msg_stamps[camera] = stamp if msg_stamp is None else msg_stamp
         self.stats[camera].tick(now)
 
-    def put_arm(self, side: str, stamp: float, state7: np.ndarray, now: float) -> None:
+    def put_arm(self, side: str, stamp: float, state7: np.ndarray, now: float, msg_stamp: float | None = None) -> None:
         state7 = np.asarray(state7, dtype=float)
         if state7.shape != (7,) or not np.all(np.isfinite(state7)):
             self.rejected += 1
             raise ValueError(f"{side} arm state must be 7 finite numbers, got {state7.tolist()}")
         self._arms[side] = (stamp, state7)
+        self._msg_stamps[side] = stamp if msg_stamp is None else msg_stamp
         self.stats[side].tick(now)
 
     def build(self, now: float) -> Observation | NotReady:
@@ -90,4 +97,5 @@ class ObservationCache:
         if skew > self.max_skew_s:
             return NotReady(f"camera frames are {skew * 1000:.0f} ms apart (limit {self.max_skew_s * 1000:.0f} ms)")
         qpos = np.concatenate([self._arms[s][1] for s in self.arms])
-        return Observation(max(fresh.values()), images, qpos, ages, skew)
+        return Observation(max(fresh.values()), images, qpos, ages, skew,
+                           msg_stamp=max(self._msg_stamps[k] for k in fresh))

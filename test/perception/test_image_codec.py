@@ -72,3 +72,44 @@ def test_stream_stats_rate_age_and_gap():
     s.tick(13.0)
     s.tick(13.4)
     assert abs(s.report(13.4).max_gap_s - 0.4) < 1e-9
+
+
+def _compressed(data: bytes, fmt: str = "rgb8; jpeg compressed bgr8"):
+    return SimpleNamespace(format=fmt, data=data)
+
+
+def test_jpeg_round_trip_within_the_jpeg_error_and_size_read_from_the_header():
+    from cosmos_policy_ros.perception.image_codec import compressed_size, compressed_to_rgb, fill_compressed
+
+    y, x = np.mgrid[0:48, 0:64]
+    smooth = np.stack([x * 3, y * 4, 255 - x * 2], axis=-1).astype(np.uint8)
+    msg = fill_compressed(SimpleNamespace(format="", data=b""), smooth, quality=95)
+    assert msg.format == "rgb8; jpeg compressed bgr8" and len(msg.data) < smooth.nbytes / 3
+    assert compressed_size(msg) == (48, 64)
+    back = compressed_to_rgb(msg)
+    assert back.shape == (48, 64, 3) and back.dtype == np.uint8
+    assert np.abs(back.astype(int) - smooth).mean() < 2.0   # red stays red: the colour order is the image's
+
+
+def test_grey_and_png_compressed_frames_decode_to_rgb():
+    import io
+
+    from PIL import Image
+
+    from cosmos_policy_ros.perception.image_codec import compressed_to_rgb
+
+    grey = np.arange(24, dtype=np.uint8).reshape(4, 6) * 10
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, format="PNG")
+    out = compressed_to_rgb(_compressed(buf.getvalue(), "mono8; png compressed mono8"))
+    assert out.shape == (4, 6, 3) and (out[..., 0] == grey).all() and (out[..., 2] == grey).all()
+
+
+def test_unreadable_compressed_data_is_one_clear_error():
+    from cosmos_policy_ros.perception.image_codec import compressed_size, compressed_to_rgb, fill_compressed
+
+    with pytest.raises(ImageFormatError, match="no JPEG or PNG"):
+        compressed_size(_compressed(b"not an image"))
+    whole = fill_compressed(SimpleNamespace(format="", data=b""), np.zeros((32, 32, 3), np.uint8)).data
+    with pytest.raises(ImageFormatError, match="cannot be decoded|no JPEG"):
+        compressed_to_rgb(_compressed(whole[: len(whole) // 2]))

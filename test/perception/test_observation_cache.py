@@ -70,3 +70,30 @@ def test_a_frame_stamped_in_the_future_is_not_fresh():
     c.put_image("cam_high", 10.08, np.zeros((2, 2, 3), np.uint8), now=10.05)   # 30 ms ahead: skew, fine
     c.put_image("cam_low", 10.08, np.zeros((2, 2, 3), np.uint8), now=10.05)
     assert isinstance(c.build(now=10.05), Observation)
+
+
+def test_ages_on_one_clock_and_the_message_stamps_of_another_are_kept_apart():
+    """observation_time: arrival - ages from arrival times (this host), the chunk stamped with the message
+    stamps (the robot PC's clock, 30 s behind here)."""
+    c = ObservationCache(REQ, REQ, max_age_s=0.5, max_skew_s=0.1)
+    for cam in REQ:
+        c.put_image(cam, 100.0, np.zeros((2, 2, 3), np.uint8), now=100.0, msg_stamp=70.0)
+    c.put_arm("left", 100.02, np.zeros(7), now=100.02, msg_stamp=70.02)
+    c.put_arm("right", 100.01, np.zeros(7), now=100.01, msg_stamp=70.01)
+    obs = c.build(now=100.1)
+    assert obs.stamp == pytest.approx(100.02) and obs.msg_stamp == pytest.approx(70.02)
+    assert _filled().build(now=10.1).msg_stamp == pytest.approx(10.03)   # no message stamps given: the same
+
+
+def test_stamp_offsets_are_measured_once_per_stream_and_said_in_one_line():
+    from cosmos_policy_ros.perception.clock_offset import StampOffsets, offset_line
+
+    offsets = StampOffsets(["cam_high", "left"], samples=3)
+    found = [offsets.add(s, stamp, stamp + 30.0 + 0.001 * i) for i in range(3) for s, stamp in
+             (("cam_high", 10.0 * i), ("left", 10.0 * i))]
+    assert found[:-1] == [None] * 5 and found[-1] == {"cam_high": pytest.approx(30.001), "left": pytest.approx(30.001)}
+    assert offsets.add("left", 0.0, 1.0) is None   # said once
+    line = offset_line(found[-1], "stamp", 0.05, 3)
+    assert "up to 30.001 s" in line and "set observation_time: arrival" in line and "\n" not in line
+    assert "cam_high +30.001 s" in offset_line(found[-1], "arrival", 0.05, 3)
+    assert offset_line({"cam_high": 0.004}, "stamp", 0.05, 3) is None   # synchronised: nothing to say

@@ -12,7 +12,7 @@
 
 Usage: .venv/bin/python bench/bench_model.py [--configs tiny_test small] [--batches 1 2 4 8] [--with-2b]
        .venv/bin/python bench/bench_model.py --device cuda --config cosmos_policy_2b_aloha [--precision autocast]
-           [--compile] [--repeats 3] [--max-batch 40]
+           [--compile [reduce-overhead]] [--repeats 3] [--max-batch 40]
 """
 from __future__ import annotations
 
@@ -176,19 +176,20 @@ def _reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def bench_engine(name: str, device: str, precision: str, compile_net: bool, repeats: int,
+def bench_engine(name: str, device: str, precision: str, compile_net: str | None, repeats: int,
                  max_batch: int | None, planning: bool) -> None:
     """Direct chunk and best-of-N planning as the nodes run them (random weights, median of repeats)."""
     import numpy as np
 
     engine = _engine(name, device, precision, max_batch)
     if compile_net:
-        engine.model.compile_net()
+        engine.model.compile_net(compile_net)
     rng = np.random.default_rng(0)
     obs = _observation(engine, rng)
+    compiled = f", torch.compile {compile_net}" if compile_net else ""
     print(f"{name} on {device} ({torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}), precision "
-          f"{precision}{', torch.compile' if compile_net else ''}, DiT {param_count(engine.model.net) / 1e9:.3f} B "
-          f"params, VAE window {engine.cfg.vae.temporal_window}, torch {torch.__version__}")
+          f"{precision}{compiled}, DiT {param_count(engine.model.net) / 1e9:.3f} B params, VAE window "
+          f"{engine.cfg.vae.temporal_window}, torch {torch.__version__}")
     _reset_peak(device)
     runs = []
     for r in range(repeats + 1):  # the first run warms up kernels (and compiles)
@@ -221,7 +222,9 @@ def main() -> int:
     ap.add_argument("--device", choices=["cuda", "cpu"], help="for --config (default: cuda if available)")
     ap.add_argument("--precision", choices=["bf16", "autocast", "fp32"], default=None,
                     help="bf16: bf16 weights (upstream, default on cuda); autocast: fp32 weights + bf16 autocast")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the DiT (first runs compile)")
+    ap.add_argument("--compile", nargs="?", const="default", default=None,
+                    choices=["default", "reduce-overhead", "max-autotune"],
+                    help="torch.compile the DiT with this mode (reduce-overhead: + CUDA graphs); first runs compile")
     ap.add_argument("--max-batch", type=int, default=None, help="cap on the DiT batch (planning's value stage)")
     ap.add_argument("--no-planning", action="store_true", help="direct chunk only")
     args = ap.parse_args()

@@ -30,6 +30,9 @@ class PolicyNodeConfig:
     # beside the robot PC); chunks keep the message stamps, the executor's clock. Either way the start-up log
     # gives the measured stamp offset per stream.
     observation_time: Literal["stamp", "arrival"] = "stamp"
+    # torch.compile the DiT (policy and planning model): off, or a torch.compile mode (reduce-overhead also
+    # captures CUDA graphs). The warm-up inference pays the compile time; each new batch size compiles again.
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
 
     def validate(self) -> None:
         for key in ("max_obs_age_s", "max_skew_s", "action_period_s", "refuse_log_period_s"):

@@ -4,9 +4,9 @@ Subscriptions only convert and store samples (ObservationCache); all model work 
 thread, never in a callback, so a slow inference never blocks message intake. A camera is read raw
 (sensor_msgs/Image) or as image_transport's JPEG (<topic>/compressed), per config/cameras.yaml; either
 passes the same frame checks. Ages are judged on message stamps or, where the sources' clock is not this
-host's, on arrival (config/policy.yaml observation_time); chunks carry the message stamps either way. The worker computes
-a chunk when the executor asks (topics.CHUNK_REQUEST) or back to back, and refuses — saying why on
-topics.POLICY_STATUS and in a throttled log line — whenever the observation is not fresh.
+host's, on arrival (config/policy.yaml observation_time); chunks carry the message stamps either way.
+The worker computes a chunk when the executor asks (topics.CHUNK_REQUEST) or back to back, and refuses —
+saying why on topics.POLICY_STATUS and in a throttled log line — whenever the observation is not fresh.
 """
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ class ObservingNode(Node):
         self.period_s = float(self.bundle.action_period_s or self.pcfg.action_period_s)
         apply_torch_threads(self.pcfg.torch_threads)
         self.engine = self.load_engine()
+        if self.pcfg.compile != "off":
+            for model in {id(m): m for m in (self.engine.model, self.engine.planning_model)}.values():
+                model.compile_net(self.pcfg.compile)
         model_cams = list(self.engine.layout.cameras)
         missing = [c for c in model_cams if c not in self.cams.cameras]
         if missing:

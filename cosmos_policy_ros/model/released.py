@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cosmos_policy_ros.errors import CosmosError
+
 POLICY_REPO = "nvidia/Cosmos-Policy-ALOHA-Predict2-2B"
 PLANNING_REPO = "nvidia/Cosmos-Policy-ALOHA-Planning-Model-Predict2-2B"
 BASE_REPO = "nvidia/Cosmos-Predict2-2B-Video2World"
@@ -54,7 +56,7 @@ TOKENIZER = ReleasedFile("Wan2.1 tokenizer", "tokenizer", ("tokenizer.pth", "tok
 CONFIG_JSON = "config.json"
 
 
-class AmbiguousFileError(ValueError):
+class AmbiguousFileError(CosmosError, ValueError):
     """Several files match one role's pattern and none has the released name (the message is one line)."""
 
 

@@ -97,7 +97,9 @@ stage_jazzy() {
   "$venv/bin/python" -c "import sys, numpy, importlib.metadata as m
 print('ci_ros_distros: jazzy: Python', sys.version.split()[0], '| rclpy', m.version('ros-rclpy'),
       '| numpy', numpy.__version__, '| torch: none')"
-  run_pytest jazzy "$venv" "$NO_TORCH" -q
+  # the demo's policy/planner node needs torch; when it dies the supervisor stops the others, and their
+  # shutdown lines can push its "No module named 'torch'" out of the failure text ci_missing_ok reads
+  run_pytest jazzy "$venv" "$NO_TORCH" -q --deselect test/foundation/test_demo.py
 }
 
 stage_humble() {

@@ -119,10 +119,17 @@ class Bench:
         return spin_until(self.ex, predicate, timeout=timeout)
 
     def call(self, srv_type, service: str, timeout: float = 10.0, **fields):
+        """Asked again every 2 s: right after discovery the server may not know our response reader yet and
+        Fast DDS drops the answer ("failed to send response (timeout)"); the calls used here are idempotent."""
         client = self.node.create_client(srv_type, service)
         assert client.wait_for_service(timeout_sec=timeout), f"{service} not available"
-        fut = client.call_async(srv_type.Request(**fields))
-        assert self.spin(fut.done, timeout), f"{service} did not answer"
+        end = time.monotonic() + timeout
+        while True:
+            fut = client.call_async(srv_type.Request(**fields))
+            if self.spin(fut.done, min(2.0, max(0.0, end - time.monotonic()))):
+                break
+            client.remove_pending_request(fut)
+            assert time.monotonic() < end, f"{service} did not answer"
         self.node.destroy_client(client)
         return fut.result()
 

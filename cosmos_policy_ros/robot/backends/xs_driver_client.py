@@ -89,6 +89,27 @@ class XsDriverClient:
                         f"{' ...' if len(missing) > 3 else ''} not available after {self.cfg.driver_timeout_s:g} s "
                         "(interbotix.driver_timeout_s); start the robot's bring-up (aloha_bringup.launch.py) or the "
                         "sim node first")
+            for ns in self.namespaces:
+                self._handshake(ns, deadline)
+
+    def _handshake(self, ns: str, deadline: float) -> None:
+        """Ask get_robot_info until it answers. A service is "ready" once its server is discovered, but the
+        server may not yet know our response reader: Fast DDS then drops the answer ("failed to send response
+        (timeout)", seen in CI). Asking again (read-only, so harmless) covers that window before any call
+        that changes the robot is made."""
+        client = self.clients[(ns, "get_robot_info")]
+        while True:
+            fut = client.call_async(_TYPES["get_robot_info"].Request(cmd_type="group", name=self.group))
+            try_end = min(deadline, time.monotonic() + 1.0)
+            while not fut.done() and time.monotonic() < try_end:
+                self.executor.spin_once(timeout_sec=0.05)
+            if fut.done():
+                return
+            client.remove_pending_request(fut)
+            if time.monotonic() >= deadline:
+                raise DriverError(f"{service_name(ns, 'get_robot_info')} is advertised but never answered within "
+                                  f"{self.cfg.driver_timeout_s:g} s (interbotix.driver_timeout_s): is the xs_sdk "
+                                  "driver still starting?")
 
     def call(self, ns: str, service: str, **fields):
         """One service call; DriverError if it does not answer within ``service_timeout_s``."""

@@ -8,7 +8,7 @@ process publishes joint states and measures the command stream. Two phases: idle
 Figures: executor-side |period - 20 ms| p50/p99 (from ExecutorStatus, last 1000 ticks), overruns,
 and receiver-side command rate and inter-arrival p50/p99 on /follower_left/commands/joint_group.
 
-    .venv/bin/python bench/bench_executor.py [--seconds 10] [--priority 0] [--mode blend]
+    .venv/bin/python bench/bench_executor.py [--seconds 10] [--priority 0] [--mode blend] [--no-collision]
 DDS stays on loopback (cosmos_policy_ros.ros_env.local_ros_env).
 """
 from __future__ import annotations
@@ -105,6 +105,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--priority", type=int, default=0, help="executor loop SCHED_FIFO priority (0 = normal)")
     ap.add_argument("--mode", default="blend")
+    ap.add_argument("--no-collision", action="store_true",
+                    help="run the executor with safety.collision false (the collision guard off)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="hog threads")
     ap.add_argument("--fake-model", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -152,6 +154,8 @@ def main() -> int:
     data = read_yaml("executor.yaml")
     data["loop_priority"] = args.priority
     data["interbotix"]["configure_driver"] = False
+    if args.no_collision:
+        data["safety"]["collision"] = False
     tmp = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     yaml.safe_dump(data, tmp)
     tmp.close()
@@ -208,7 +212,8 @@ def main() -> int:
         rclpy.try_shutdown()
 
     print(f"\nexecutor loop jitter, {os.cpu_count()} CPUs, load average {load:.2f} before start, "
-          f"mode {args.mode}, loop priority {args.priority or 'normal'}, {args.seconds:.0f} s per phase")
+          f"mode {args.mode}, loop priority {args.priority or 'normal'}, collision guard "
+          f"{'off' if args.no_collision else 'on'}, {args.seconds:.0f} s per phase")
     print(f"{'condition':42s} {'rate Hz':>8s} {'period':>8s} {'|err| p50':>10s} {'|err| p99':>10s} {'overruns':>9s} "
           f"{'rx gap p50':>11s} {'rx gap p99':>11s} {'rx gap max':>11s} {'chunks':>7s}")
     for name, r in results.items():

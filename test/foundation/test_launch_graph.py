@@ -6,76 +6,30 @@ boundary: it records what the launch file asks for, and the test compares that t
 from __future__ import annotations
 
 import os
-import runpy
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
+from launch_standin import LAUNCH_FILES, install, run_launch_file
 
 from cosmos_policy_ros import driver_check
 from cosmos_policy_ros import graph as graph_mod
 
 ROOT = Path(__file__).resolve().parents[2]
-LAUNCH_FILES = {"direct": "aloha_direct.launch.py", "planning": "aloha_planning.launch.py",
-                "sim": "aloha_sim.launch.py", "record": "aloha_record.launch.py"}
 # A real-robot graph needs a policy checkpoint (the bundled one is a sim toy); any existing bundle folder will do.
 ROBOT_CHECKPOINT = str(ROOT / "checkpoints" / "sim_small_transfer_cube")
 
 
-class _Recorded:
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-
-
-class LaunchDescription(_Recorded):
-    @property
-    def entities(self):
-        return self.args[0]
-
-
-class DeclareLaunchArgument(_Recorded):
-    pass
-
-
-class OpaqueFunction(_Recorded):
-    pass
-
-
-class Node(_Recorded):
-    pass
-
-
 @pytest.fixture
 def launch_standin(monkeypatch):
-    launch = types.ModuleType("launch")
-    launch.LaunchDescription = LaunchDescription
-    actions = types.ModuleType("launch.actions")
-    actions.DeclareLaunchArgument, actions.OpaqueFunction = DeclareLaunchArgument, OpaqueFunction
-    launch.actions = actions
-    launch_ros = types.ModuleType("launch_ros")
-    ros_actions = types.ModuleType("launch_ros.actions")
-    ros_actions.Node = Node
-    launch_ros.actions = ros_actions
-    for name, mod in {"launch": launch, "launch.actions": actions,
-                      "launch_ros": launch_ros, "launch_ros.actions": ros_actions}.items():
-        monkeypatch.setitem(sys.modules, name, mod)
+    install(monkeypatch)
     # the sim's driver check still runs (test/foundation/test_launch_safety.py tests it), with a short window
     monkeypatch.setattr(driver_check, "DISCOVERY_S", 0.2)
 
 
-def _launch(mode: str, overrides: dict[str, str]):
-    ld = runpy.run_path(str(ROOT / "launch" / LAUNCH_FILES[mode]))["generate_launch_description"]()
-    declared = [e for e in ld.entities if isinstance(e, DeclareLaunchArgument)]
-    opaque = [e for e in ld.entities if isinstance(e, OpaqueFunction)]
-    assert len(opaque) == 1
-    configs = {d.args[0]: d.kwargs["default_value"] for d in declared}
-    configs.update(overrides)
-    context = types.SimpleNamespace(launch_configurations=configs)
-    nodes = opaque[0].kwargs["function"](context)
-    return declared, nodes
+_launch = run_launch_file
 
 
 @pytest.mark.parametrize("mode", sorted(LAUNCH_FILES))

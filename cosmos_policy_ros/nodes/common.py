@@ -112,7 +112,7 @@ def _run_node(make_node: Callable, args: list[str] | None, executor_threads: int
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
     rclpy.init(args=args if args is not None else sys.argv)
-    node = None
+    node = executor = None
     try:
         node = make_node()
         executor = MultiThreadedExecutor(executor_threads) if executor_threads > 1 else SingleThreadedExecutor()
@@ -133,5 +133,9 @@ def _run_node(make_node: Callable, args: list[str] | None, executor_threads: int
             if callable(close):
                 _guarded(close)
             _guarded(node.destroy_node)
+        if executor is not None:
+            # A MultiThreadedExecutor's worker pool is not daemonic: left running, it kept the interpreter
+            # from exiting after Ctrl-C (seen: the sim node hung in threading._shutdown).
+            _guarded(lambda: executor.shutdown(timeout_sec=5.0))
         _guarded(rclpy.try_shutdown)  # also after a SIGINT already shut the context down
     return 1 if failed else 0

@@ -228,7 +228,10 @@ class SimNode(Node):
             self._ready.set()
             return
         self._ready.set()
-        self._guarded(self._render_loop)
+        try:
+            self._guarded(self._render_loop)
+        finally:
+            self.sim.close()  # on the thread that owns the GL contexts
 
     def _render_loop(self) -> None:
         while self._running and self.context.ok():
@@ -307,14 +310,15 @@ class SimNode(Node):
                 self._frames.wait_empty(timeout=30.0)
 
     def close(self) -> None:
+        """Stop physics first, then the render thread, which frees the GL contexts itself: they belong to it,
+        and freeing them from this thread crashed the process at exit (SIGSEGV, seen under load)."""
         self._running = False
         self._cmd_event.set()
+        if getattr(self, "_thread", None) is not None and self._thread.is_alive():
+            self._thread.join(timeout=5)
         self._frames.close()
-        for thread in (self._thread, self._render_thread):
-            if thread.is_alive():
-                thread.join(timeout=5)
-        if self.sim is not None:
-            self.sim.close()
+        if self._render_thread.is_alive():
+            self._render_thread.join(timeout=5)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from cosmos_policy_ros.robot.aloha import AlohaRobot
 from . import checkpointing as ck
 from .config import load_recipe, train_config_from_dict
 from .instruction_embeddings import stand_in_embedding
-from .prepare import cached_dataset, cached_vae_state, prepare_dataset, sample_set
+from .prepare import prepare_dataset, sample_set
 from .trainer import Trainer, build_for_run
 
 
@@ -35,7 +35,8 @@ def _context(cfg, instruction: str) -> torch.Tensor:
 
 
 def start(config: str | Path, data, run: str | Path, overrides: dict | None = None,
-          device: str | None = None, progress: bool = True, init_from: str | Path | None = None) -> Trainer:
+          device: str | None = None, progress: bool = True, init_from: str | Path | None = None,
+          encode_only: bool = False) -> Trainer | None:
     """Fresh run: build (seeded), encode the episodes into the run dir, return a ready Trainer.
 
     data: one episode directory or several (demos + rollouts). init_from: a bundle or checkpoint
@@ -56,15 +57,15 @@ def start(config: str | Path, data, run: str | Path, overrides: dict | None = No
     if parent:
         parent.load_into(model)
     origin = str(parent.path) if parent else None
-    cached = cached_dataset(run, data, mcfg, tcfg, origin)
-    new_cfg, stats, instruction = cached or prepare_dataset(
+    # the latent cache (RUN/latents) re-encodes only what changed; encode_only: stop once it is complete
+    new_cfg, stats, instruction = prepare_dataset(
         data, run, mcfg, tcfg, model, progress=progress, inherited_stats=parent.stats if parent else None,
-        init_from=origin)
+        init_from=origin, device=device)
     if parent and instruction != parent.instruction:
         raise ValueError(f"episodes say {instruction!r} but {parent.path} was trained on {parent.instruction!r}")
+    if encode_only:
+        return None
     model.cfg = new_cfg
-    if cached:
-        model.vae.load_state_dict(cached_vae_state(run))
     model.vae.latent_mean.copy_(torch.tensor(new_cfg.vae.latent_mean))
     model.vae.latent_std.copy_(torch.tensor(new_cfg.vae.latent_std))
     data_set = sample_set(run, config_to_dict(new_cfg))
@@ -168,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device")
     p.add_argument("--export", metavar="OUT_DIR", help="export the latest checkpoint as an inference bundle")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--encode-only", action="store_true",
+                   help="fill the run's latent cache (on --device) and stop; a later run with --run reuses it")
     ns = p.parse_args(argv)
     try:
         if ns.export:
@@ -180,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             if not ns.config or not ns.data:
                 p.error("a fresh run needs --config and --data (or --resume)")
             tr = start(ns.config, ns.data, ns.run, over, ns.device, progress=not ns.no_progress,
-                       init_from=ns.init_from)
+                       init_from=ns.init_from, encode_only=ns.encode_only)
+            if tr is None:
+                print(f"encoded the latent cache of {ns.run}")
+                return 0
         tr.fit(until_step=ns.stop_at, time_budget_s=ns.minutes * 60 if ns.minutes else None,
                progress=not ns.no_progress)
         last = tr.history[-1] if tr.history else {}

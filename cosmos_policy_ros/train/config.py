@@ -43,6 +43,18 @@ class TrainConfig:
     # Robot config whose gripper constants normalised the episodes: a converted episode recording other ones
     # (its gripper_constants attribute) is refused; exported bundles record them as gripper_convention.
     robot_config: str = "robot/aloha_interbotix.yaml"
+    # Latent cache (train/latent_store.py, docs/training_data.md). Augmented copies of every frame stored in the
+    # cache, made with upstream's image augmentation (parameters fixed per seed, episode and copy); 0 = off.
+    augment_copies: int = 0
+    # camera frame -> layout.image_size as the inference nodes resize (inference/preprocessing.py): "torch" (one
+    # antialiased bicubic resize, none at size) or "pil_256_224" (upstream's ALOHA data: PIL bicubic 256, then 224)
+    image_resize: str = "torch"
+    # dtype of the cached latents on disk: float16 (half the bytes) or float32
+    latent_dtype: str = "float16"
+    # frames per VAE call when encoding (each frame is a 1+4(1+cameras)-pixel-frame prefix)
+    encode_batch: int = 16
+    # latent cache directory; "" = RUN/latents. Runs with the same episodes, VAE and image settings can share one
+    latent_cache: str = ""
 
     def validate(self) -> None:
         if abs(sum(self.mix) - 1.0) > 1e-6 or any(m < 0 for m in self.mix):
@@ -56,6 +68,12 @@ class TrainConfig:
             raise ValueError("gamma must be in (0, 1]")
         if self.value_query not in ("v_sas", "v_sprime"):
             raise ValueError(f"value_query must be v_sas or v_sprime, got {self.value_query!r}")
+        if self.augment_copies < 0 or self.encode_batch < 1:
+            raise ValueError("augment_copies must be >= 0 and encode_batch >= 1")
+        if self.image_resize not in ("torch", "pil_256_224"):
+            raise ValueError(f"image_resize must be torch or pil_256_224, got {self.image_resize!r}")
+        if self.latent_dtype not in ("float16", "float32"):
+            raise ValueError(f"latent_dtype must be float16 or float32, got {self.latent_dtype!r}")
 
 
 def train_config_from_dict(d: Mapping[str, Any] | None, source: str = "<dict>") -> TrainConfig:

@@ -1,34 +1,41 @@
-"""Dataset preparation: HDF5 episodes -> statistics, sample table and cached VAE latents in the run dir.
+"""Dataset preparation: HDF5 episodes -> statistics, sample table and the latent cache the run trains on.
 
-Also measures the per-channel mean/std of the (frozen) VAE's latents on these images and folds them
-into the model config, so the diffusion sees unit-scale latents, as Wan2.1's released statistics
-do for its own VAE. Everything lands in `<run>/dataset.safetensors` + JSON, so resuming never
-re-encodes and is bit-exact.
+Episodes stream through the latent cache (train/latent_store.py) one by one; only their low-dimensional
+arrays (qpos, actions: kilobytes per episode) are held together, for the statistics and the sample table.
+Also measures the per-channel mean/std of the (frozen) VAE's latents on these images (accumulated while
+encoding) and folds them into the model config, so the diffusion sees unit-scale latents, as Wan2.1's released
+statistics do for its own VAE. The run keeps `<run>/dataset.json` (statistics, model config, where the latents
+are) and `<run>/dataset.safetensors` (the sample table), so resuming never re-encodes and is bit-exact.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from cosmos_policy_ros.data.aloha_hdf5 import EpisodeData, list_episodes, read_episode
+from cosmos_policy_ros.data.aloha_hdf5 import EpisodeData, EpisodeFormatError, list_episodes, open_episode, read_episode
 from cosmos_policy_ros.data.stats import compute_statistics
 from cosmos_policy_ros.inference.normalization import DatasetStats
+from cosmos_policy_ros.inference.preprocessing import TRAINER, Preprocessing
 from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_config_from_dict
+from cosmos_policy_ros.model.layout import LatentLayout
 from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
 from cosmos_policy_ros.robot.aloha import GRIPPER_CONVENTION_KEYS, AlohaRobot
 
+from . import augment
 from .config import TrainConfig
-from .dataset import LatentSampleSet, SampleTable, plan_samples
-from .latent_cache import encode_prefixes
+from .dataset import LatentSampleSet, SampleTable, encoded_steps, plan_samples
+from .latent_store import EncodeSettings, EpisodeSource, FrameEncoder, LatentReader, LatentStore, vae_fingerprint
 
 DATASET_FILE = "dataset.safetensors"
 DATASET_JSON = "dataset.json"
+LATENT_DIR = "latents"
 
 
 def with_latent_stats(cfg: ModelConfig, mean: torch.Tensor, std: torch.Tensor) -> ModelConfig:
@@ -49,23 +56,28 @@ def episode_files(data_dirs: str | Path | Sequence[str | Path], max_episodes: in
     return files[:max_episodes] if max_episodes else files
 
 
-def cached_dataset(run_dir: str | Path, data_dir: str | Path | Sequence[str | Path], model_cfg: ModelConfig,
-                   train_cfg: TrainConfig, init_from: str | None = None) -> tuple[ModelConfig, dict, str] | None:
-    """Reuse <run>/dataset.* if it was made from the same episodes, stride, layout and VAE (any DiT)."""
-    run = Path(run_dir)
-    if not (run / DATASET_JSON).is_file() or not (run / DATASET_FILE).is_file():
-        return None
-    meta = json.loads((run / DATASET_JSON).read_text())
-    files = episode_files(data_dir, train_cfg.max_episodes)
-    cached = model_config_from_dict(meta["model"], str(run / DATASET_JSON))
-    same_vae = dataclasses.replace(cached.vae, latent_mean=model_cfg.vae.latent_mean,
-                                   latent_std=model_cfg.vae.latent_std) == model_cfg.vae
-    if (meta["episodes"] != [str(p) for p in files] or meta.get("sample_stride") != train_cfg.sample_stride
-            or meta.get("gamma", train_cfg.gamma) != train_cfg.gamma or cached.layout != model_cfg.layout
-            or not same_vae or meta.get("seed", train_cfg.seed) != train_cfg.seed
-            or meta.get("init_from") != init_from):
-        return None
-    return dataclasses.replace(model_cfg, vae=cached.vae), meta["stats"], meta["instruction"]
+def training_preprocessing(train_cfg: TrainConfig) -> Preprocessing:
+    """How the cache turns a camera frame into the model's input (before augmentation): no crop."""
+    return dataclasses.replace(TRAINER, resize=train_cfg.image_resize, center_crop=False)
+
+
+def inference_preprocessing(train_cfg: TrainConfig) -> Preprocessing:
+    """What a bundle of this run must be deployed with: the training resize, and upstream's test-time
+    centre crop when the run trained on random-crop augmented frames (export writes it as `preprocess`)."""
+    return dataclasses.replace(training_preprocessing(train_cfg), center_crop=train_cfg.augment_copies > 0)
+
+
+def encode_settings(model: CosmosPolicyModel, train_cfg: TrainConfig) -> EncodeSettings:
+    copies = train_cfg.augment_copies
+    return EncodeSettings(vae=vae_fingerprint(model.vae), image_size=model.cfg.layout.image_size,
+                          cameras=tuple(model.layout.cameras),
+                          preprocess=dataclasses.asdict(training_preprocessing(train_cfg)), copies=copies,
+                          augment_seed=train_cfg.seed if copies else None,
+                          augment_ranges=augment.ranges() if copies else {}, dtype=train_cfg.latent_dtype)
+
+
+def latent_dir(run_dir: str | Path, train_cfg: TrainConfig) -> Path:
+    return Path(train_cfg.latent_cache) if train_cfg.latent_cache else Path(run_dir) / LATENT_DIR
 
 
 def check_gripper_constants(episodes: Sequence[EpisodeData], robot_config: str) -> None:
@@ -87,10 +99,48 @@ def check_gripper_constants(episodes: Sequence[EpisodeData], robot_config: str) 
                              f"{robot_config}: set train.robot_config to the robot config it was converted with")
 
 
+def check_cameras(ep: EpisodeData, cameras: Sequence[str]) -> None:
+    """Every camera the layout needs is there as (T, H, W, 3) uint8, checked before any frame is encoded."""
+    with open_episode(ep.path) as f:
+        for cam in cameras:
+            d = f.get(f"observations/images/{cam}")
+            if d is None:
+                have = sorted(f["observations/images"]) if "observations/images" in f else []
+                raise EpisodeFormatError(f"{ep.path}: missing camera {cam!r} (has {have})")
+            if d.ndim != 4 or d.shape[0] != len(ep) or d.shape[-1] != 3 or d.dtype != np.uint8:
+                raise EpisodeFormatError(f"{ep.path}: /observations/images/{cam} has shape {d.shape} {d.dtype}, "
+                                         f"expected ({len(ep)}, H, W, 3) uint8")
+
+
+def encode_latents(files: Sequence[Path], episodes: Sequence[EpisodeData], run_dir: str | Path,
+                   train_cfg: TrainConfig, model: CosmosPolicyModel, device: str | None = None,
+                   progress: bool = True) -> tuple[LatentStore, list[EpisodeSource], list[str]]:
+    """Bring the latent cache up to date for these episodes; returns (store, sources, keys re-encoded).
+
+    device: where the VAE runs (default: cuda when available); it is moved back afterwards.
+    """
+    lay = model.layout
+    sources = [EpisodeSource(Path(p), encoded_steps(len(ep), train_cfg.sample_stride, lay.chunk_len))
+               for p, ep in zip(files, episodes)]
+    store = LatentStore(latent_dir(run_dir, train_cfg), encode_settings(model, train_cfg))
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    home = next(model.vae.parameters()).device
+
+    def encoder() -> FrameEncoder:
+        return FrameEncoder(model.vae.to(dev), lay, store.settings, dev, train_cfg.encode_batch)
+
+    try:
+        done = store.update(sources, encoder, progress=progress)
+    finally:
+        model.vae.to(home)
+    return store, sources, done
+
+
 def prepare_dataset(data_dir: str | Path | Sequence[str | Path], run_dir: str | Path, model_cfg: ModelConfig,
                     train_cfg: TrainConfig, model: CosmosPolicyModel, progress: bool = True,
-                    inherited_stats: dict | None = None, init_from: str | None = None) -> tuple[ModelConfig, dict, str]:
-    """Encode and cache; returns (model config with latent stats, dataset stats dict, instruction).
+                    inherited_stats: dict | None = None, init_from: str | None = None,
+                    device: str | None = None) -> tuple[ModelConfig, dict, str]:
+    """Encode (what the cache lacks) and plan samples; returns (model config with latent stats, stats, instruction).
 
     inherited_stats (fine-tuning with --init-from): keep the parent's action/proprio statistics and
     its VAE latent statistics instead of measuring new ones, so the fine-tuned model reads and
@@ -100,65 +150,64 @@ def prepare_dataset(data_dir: str | Path | Sequence[str | Path], run_dir: str | 
     run = Path(run_dir)
     files = episode_files(data_dir, train_cfg.max_episodes)
     lay = model.layout
-    episodes = [read_episode(p, lay.cameras) for p in files]
+    episodes = [read_episode(p) for p in files]          # qpos, actions, labels: no frames
     for ep in episodes:
-        for cam, arr in ep.images.items():
-            if arr.shape[1:3] != (model_cfg.layout.image_size,) * 2:
-                raise ValueError(f"{ep.path}: {cam} images are {arr.shape[1]}x{arr.shape[2]}, the model needs "
-                                 f"{model_cfg.layout.image_size}x{model_cfg.layout.image_size} "
-                                 "(regenerate demos with --size)")
+        check_cameras(ep, lay.cameras)
     check_gripper_constants(episodes, train_cfg.robot_config)
     instructions = sorted({ep.instruction for ep in episodes})
     if len(instructions) != 1:
         raise ValueError(f"{data_dir}: expected one instruction across episodes, found {instructions}")
     stats = inherited_stats or compute_statistics([e.actions for e in episodes], [e.qpos for e in episodes])
-    table, frames = plan_samples(episodes, lay, DatasetStats.from_dict(stats), train_cfg.sample_stride, train_cfg.gamma)
-    images = {c: np.stack([episodes[e].images[c][t] for e, t in frames]) for c in lay.cameras}
-    cam, blank = encode_prefixes(model, images, progress=progress)
+    store, sources, _ = encode_latents(files, episodes, run, train_cfg, model, device, progress)
+    table = plan_samples(episodes, lay, DatasetStats.from_dict(stats), train_cfg.sample_stride, train_cfg.gamma,
+                         store.rows(sources))
     if inherited_stats is None:
-        mean = cam.mean(dim=(0, 1, 3, 4))
-        std = cam.std(dim=(0, 1, 3, 4)).clamp_min(1e-3)
-        cam = (cam - mean[None, None, :, None, None]) / std[None, None, :, None, None]
-        blank = (blank - mean[:, None, None]) / std[:, None, None]
+        mean, std = (torch.tensor(v, dtype=torch.float32) for v in store.latent_moments(sources))
+        std = std.clamp_min(1e-3)
         new_cfg = with_latent_stats(model_cfg, mean, std)
     else:
-        new_cfg = model_cfg
-    tensors = {f"table.{k}": v for k, v in table.as_tensors().items()}
-    tensors.update({"cam_latents": cam.contiguous(), "blank": blank.contiguous()})
-    # The VAE weights that made these latents: a reused cache must bring its own encoder (a seeded
-    # random VAE differs whenever the DiT config changes the generator's draw order).
-    tensors.update({"vae." + k: v.detach().float().contiguous() for k, v in model.vae.state_dict().items()})
-    run.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(run / DATASET_FILE))
+        C = model_cfg.vae.z_dim
+        mean, std, new_cfg = torch.zeros(C), torch.ones(C), model_cfg
+    reader = store.reader(sources)
     meta = {"data_dir": [str(d) for d in ([data_dir] if isinstance(data_dir, (str, Path)) else data_dir)],
-            "episodes": [str(p) for p in files], "samples": len(table),
-            "encoded_frames": len(frames), "instruction": instructions[0], "stats": stats,
-            "sample_stride": train_cfg.sample_stride, "gamma": train_cfg.gamma, "seed": train_cfg.seed,
-            "model": config_to_dict(new_cfg), "init_from": init_from}
-    (run / DATASET_JSON).write_text(json.dumps(meta, indent=1))
+            "episodes": [str(p) for p in files], "samples": len(table), "encoded_frames": len(reader),
+            "instruction": instructions[0], "stats": stats, "sample_stride": train_cfg.sample_stride,
+            "gamma": train_cfg.gamma, "seed": train_cfg.seed, "model": config_to_dict(new_cfg),
+            "init_from": init_from,
+            "latents": {"dir": str(store.dir.resolve()), "files": reader.files,
+                        "frames": np.diff(reader.offsets).tolist(), "copies": reader.num_copies,
+                        "settings": store.settings.as_dict()},
+            "latent_norm": {"shift": mean.tolist(), "scale": std.tolist()}}
+    run.mkdir(parents=True, exist_ok=True)
+    _write_if_changed(run / DATASET_JSON, json.dumps(meta, indent=1).encode())
+    _write_if_changed(run / DATASET_FILE, save({f"table.{k}": v for k, v in table.as_tensors().items()}))
     return new_cfg, stats, instructions[0]
 
 
-def load_prepared(run_dir: str | Path) -> tuple[LatentSampleSet | None, dict]:
-    """Read the cached dataset of a run (sample set is built once the layout is known)."""
-    run = Path(run_dir)
-    if not (run / DATASET_JSON).is_file():
-        raise FileNotFoundError(f"{run}: no prepared dataset ({DATASET_JSON} missing)")
-    return None, json.loads((run / DATASET_JSON).read_text())
-
-
-def cached_vae_state(run_dir: str | Path) -> dict[str, torch.Tensor]:
-    """The VAE weights stored with the latent cache (keys without the `vae.` prefix)."""
-    t = load_file(str(Path(run_dir) / DATASET_FILE))
-    vae = {k[4:]: v for k, v in t.items() if k.startswith("vae.")}
-    if not vae:
-        raise ValueError(f"{run_dir}: latent cache has no VAE weights (made by an older version); re-prepare it")
-    return vae
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Atomic write that leaves an identical file alone (several ranks may prepare the same run)."""
+    if path.is_file() and path.read_bytes() == data:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def sample_set(run_dir: str | Path, model_cfg_dict: dict) -> LatentSampleSet:
-    from cosmos_policy_ros.model.layout import LatentLayout
-    cfg = model_config_from_dict(model_cfg_dict, str(run_dir))
-    t = load_file(str(Path(run_dir) / DATASET_FILE))
+    """The prepared run's sample set: its table in memory, its latents memory-mapped (lazily, per process)."""
+    run = Path(run_dir)
+    cfg = model_config_from_dict(model_cfg_dict, str(run))
+    if not (run / DATASET_JSON).is_file():
+        raise FileNotFoundError(f"{run}: no prepared dataset ({DATASET_JSON} missing)")
+    meta = json.loads((run / DATASET_JSON).read_text())
+    lat = meta.get("latents")
+    if lat is None:
+        raise ValueError(f"{run}: dataset made by an older version (latents inside {DATASET_FILE}); re-prepare it "
+                         "with a fresh --run")
+    t = load_file(str(run / DATASET_FILE))
     table = SampleTable.from_tensors({k[len("table."):]: v for k, v in t.items() if k.startswith("table.")})
-    return LatentSampleSet(LatentLayout.from_config(cfg.layout), table, t["cam_latents"], t["blank"])
+    d = Path(lat["dir"])
+    reader = LatentReader(d, lat["files"], lat["frames"], np.load(d / "blank.npy"), lat["copies"])
+    norm = meta["latent_norm"]
+    return LatentSampleSet(LatentLayout.from_config(cfg.layout), table, reader, torch.tensor(norm["shift"]),
+                           torch.tensor(norm["scale"]))

@@ -141,7 +141,7 @@ def test_batch_masks_and_targets(tmp_path, data_dir):
     assert mask[4, lay.action] == 1 and mask[0, lay.action] == 0
     assert mask[6].sum() == lay.num_frames - 1 and mask[6, lay.value] == 0
     a = L.read_actions(x0[:1], lay)[0].numpy()
-    np.testing.assert_allclose(a, tr.data.table.actions[0], atol=1e-6)
+    np.testing.assert_allclose(a, tr.data.table.action_chunks([0])[0], atol=1e-6)
     v = x0[0, :, lay.value].mean().item()
     assert v == pytest.approx(float(tr.data.table.value[0]), abs=1e-6)
 
@@ -173,21 +173,22 @@ def test_bad_inputs_fail_in_one_line(tmp_path, data_dir):
 
 
 def test_reused_cache_brings_its_vae(tmp_path, data_dir):
-    """A latent cache reused by a run with another DiT config must encode like the cache (same VAE)."""
+    """A latent cache reused by another run holds what that run's VAE encodes (its manifest names the VAE)."""
     import shutil
 
     from cosmos_policy_ros.train.latent_cache import encode_prefixes
     a = cli.start(_recipe(tmp_path, steps=1), data_dir, tmp_path / "a", progress=False)
-    (tmp_path / "b").mkdir()
-    for f in ("dataset.json", "dataset.safetensors"):
-        shutil.copy(tmp_path / "a" / f, tmp_path / "b" / f)
+    shutil.copytree(tmp_path / "a" / "latents", tmp_path / "b" / "latents")
+    stamp = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "b" / "latents").glob("ep_*.npy")}
     b = cli.start(_recipe(tmp_path, steps=1, seed=0), data_dir, tmp_path / "b", progress=False)
+    assert stamp == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "b" / "latents").glob("ep_*.npy")}
     for k, v in a.model.vae.state_dict().items():
         assert torch.equal(v, b.model.vae.state_dict()[k]), k
     ep = read_episode(next(data_dir.glob("*.hdf5")), CAMS)
     cam, _ = encode_prefixes(b.model, {c: ep.images[c][:1] for c in CAMS})
     row = int(b.data.table.row_t[0])
-    assert torch.allclose(cam[0], b.data.cam[row], atol=1e-4)
+    # float16 cache: relative rounding 2^-11 of the latents' scale
+    assert torch.allclose(cam[0], b.data.camera_latents([row])[0], atol=1e-2, rtol=1e-3)
 
 
 def _failures(d: Path, n: int = 2, T: int = 60) -> Path:

@@ -29,6 +29,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "gen-demos": ("cosmos_policy_ros.train.demos", "write scripted sim demonstrations as ALOHA HDF5 episodes"),
     "train": ("cosmos_policy_ros.train.cli",
               "train / resume / export a Cosmos Policy checkpoint (policy, world, value)"),
+    "t5-embed": ("cosmos_policy_ros.train.t5_embed",
+                 "T5 encoder embeddings of new instructions, added to an upstream-format pickle"),
     "eval": ("cosmos_policy_ros.evaluation.cli",
              "seeded in-process sim evaluation: success rate + Wilson CI + PNG strips"),
     "convert": ("cosmos_policy_ros.data.convert_cmd", "episode bags -> ALOHA HDF5 episodes + dataset statistics"),

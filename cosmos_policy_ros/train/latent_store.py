@@ -113,18 +113,21 @@ class FrameEncoder:
 
     def encode(self, episode: str, frames: dict[str, np.ndarray]) -> np.ndarray:
         """Raw frames per camera (n,H,W,3) -> float32 (copies, n, cameras, C, h, w)."""
-        s = self.settings
         pre = {cam: self.preprocess(frames[cam]).to(self.device) for cam in self.layout.cameras}
         out = []
-        for copy in range(s.num_copies):
-            if s.copies:
-                p = aug.draw_params(s.image_size, s.augment_seed, episode, copy)
-                images = {cam: aug.augment(x, p) for cam, x in pre.items()}
-            else:
-                images = pre
-            z = self._encode(prefix_video(images, self.layout))        # (n, C, 2+K, h, w)
+        for copy in range(self.settings.num_copies):
+            z = self._encode(prefix_video(self.view(episode, pre, copy), self.layout))   # (n, C, 2+K, h, w)
             out.append(z[:, :, 2:].permute(0, 2, 1, 3, 4).float().cpu().numpy())
         return np.stack(out)
+
+    def view(self, episode: str, images: dict[str, torch.Tensor], copy: int) -> dict[str, torch.Tensor]:
+        """Preprocessed frames (n,S,S,3) per camera as copy `copy` stores them: one parameter draw for the
+        episode's copy, applied to every camera and frame; unchanged when augmentation is off."""
+        s = self.settings
+        if not s.copies:
+            return images
+        p = aug.draw_params(s.image_size, s.augment_seed, episode, copy)
+        return {cam: aug.augment(x, p) for cam, x in images.items()}
 
     def close(self) -> None:
         self.pool.shutdown()

@@ -1,12 +1,17 @@
-"""Training checkpoints: weights + optimizer + EMA + RNG states + step, for bit-exact resume.
+"""Training checkpoint folders: the sharded training state, the weights the evaluation loads, and `latest`.
 
 <run>/checkpoints/step_<n>/
-  model.safetensors        net.* (raw), net_ema.* (EMA), vae.*  - loadable by the inference engine
-  train_state.safetensors  optimizer moments, torch RNG state
-  checkpoint.json          step, elapsed time, numpy RNG state, optimizer scalars, model + train config,
-                           dataset statistics, instruction, loss history
-<run>/latest               name of the newest complete checkpoint (written last: a crash mid-save
-                           leaves the previous one in charge)
+  state/                      DCP: weights, AdamW state, EMA, VAE - every rank's shards (dist_checkpoint.py)
+  model.safetensors           net.* (raw), net_ema.* (EMA), vae.* as full tensors: what the evaluation and
+                              deploy.bundle load (written by rank 0 unless train.consolidate_checkpoints is
+                              false; `cosmos-aloha train --export` builds it from state/ if missing)
+  checkpoint.json             step, elapsed time, EMA update count, world size, model + train config,
+                              dataset statistics, instruction, loss history
+  instruction_embeddings.pt   the instruction's text embedding
+<run>/latest                  name of the newest complete checkpoint (written last, atomically: a crash
+                              mid-save leaves the previous one in charge)
+
+No RNG state is stored: every random draw of step s is a function of (seed, s) (step_batches.py).
 """
 from __future__ import annotations
 
@@ -15,57 +20,29 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 MODEL_FILE = "model.safetensors"
-STATE_FILE = "train_state.safetensors"
 META_FILE = "checkpoint.json"
 EMBED_FILE = "instruction_embeddings.pt"
 
 
-def model_tensors(net, vae, ema_state: dict | None) -> dict[str, torch.Tensor]:
+def model_tensors(net_sd: dict, vae_sd: dict, ema_sd: dict | None) -> dict[str, torch.Tensor]:
+    """Full state dicts -> the flat net.* / net_ema.* / vae.* tensors of model.safetensors (floats as fp32)."""
     sd = {"net." + k: v.detach().float().contiguous() if v.is_floating_point() else v.detach().contiguous()
-          for k, v in net.state_dict().items()}
-    if ema_state is not None:
-        sd.update({"net_ema." + k: v.detach().contiguous() for k, v in ema_state.items()})
-    sd.update({"vae." + k: v.detach().float().contiguous() for k, v in vae.state_dict().items()})
+          for k, v in net_sd.items()}
+    if ema_sd is not None:
+        sd.update({"net_ema." + k: v.detach().contiguous() for k, v in ema_sd.items()})
+    sd.update({"vae." + k: v.detach().float().contiguous() for k, v in vae_sd.items()})
     return {k: v.cpu() for k, v in sd.items()}
 
 
-def optimizer_tensors(opt: torch.optim.Optimizer, names: dict[int, str]) -> tuple[dict, dict]:
-    """AdamW state -> ({key: tensor}, {json scalars}) keyed by parameter name (robust to ordering)."""
-    tensors, scalars = {}, {}
-    for group in opt.param_groups:
-        for p in group["params"]:
-            st = opt.state.get(p, {})
-            name = names[id(p)]
-            for k, v in st.items():
-                if torch.is_tensor(v):
-                    tensors[f"opt.{name}.{k}"] = v.detach().cpu().contiguous()
-                else:
-                    scalars[f"{name}.{k}"] = v
-    return tensors, scalars
+def write_model(path: Path, model_sd: dict, model_cfg: dict) -> None:
+    save_file(model_sd, str(path), metadata={"config": json.dumps(model_cfg)})
 
 
-def load_optimizer(opt: torch.optim.Optimizer, named_params: dict[str, torch.nn.Parameter],
-                   tensors: dict, scalars: dict) -> None:
-    for name, p in named_params.items():
-        st = {}
-        prefix = f"opt.{name}."
-        for k, v in tensors.items():
-            if k.startswith(prefix):
-                st[k[len(prefix):]] = v.to(p.device)
-        for k, v in scalars.items():
-            if k.startswith(name + "."):
-                st[k[len(name) + 1:]] = v
-        if st:
-            opt.state[p] = st
-
-
-def write_checkpoint(ckpt_dir: Path, model_sd: dict, state_sd: dict, meta: dict, run_dir: Path) -> Path:
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_file(model_sd, str(ckpt_dir / MODEL_FILE), metadata={"config": json.dumps(meta["model"])})
-    save_file(state_sd, str(ckpt_dir / STATE_FILE))
+def publish(ckpt_dir: Path, meta: dict, run_dir: Path) -> Path:
+    """checkpoint.json, then <run>/latest -> ckpt_dir: call after everything else of the checkpoint is on disk."""
     (ckpt_dir / META_FILE).write_text(json.dumps(meta, indent=1))
     tmp = run_dir / "latest.tmp"
     tmp.write_text(ckpt_dir.name)
@@ -82,8 +59,8 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return d if (d / META_FILE).is_file() else None
 
 
-def read_checkpoint(ckpt_dir: str | Path) -> tuple[dict, dict, dict]:
+def read_meta(ckpt_dir: str | Path) -> dict:
     d = Path(ckpt_dir)
     if not (d / META_FILE).is_file():
         raise FileNotFoundError(f"{d}: not a training checkpoint ({META_FILE} missing)")
-    return load_file(str(d / MODEL_FILE)), load_file(str(d / STATE_FILE)), json.loads((d / META_FILE).read_text())
+    return json.loads((d / META_FILE).read_text())

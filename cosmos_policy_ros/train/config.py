@@ -43,6 +43,9 @@ class TrainConfig:
     # Robot config whose gripper constants normalised the episodes: a converted episode recording other ones
     # (its gripper_constants attribute) is refused; exported bundles record them as gripper_convention.
     robot_config: str = "robot/aloha_interbotix.yaml"
+    # T5 embeddings file (upstream pickle; `cosmos-aloha t5-embed` adds instructions) holding the episodes'
+    # instruction: the training context. "" = the --init-from parent's T5 file, or (no parent) the stand-in.
+    t5_embeddings: str = ""
     # Latent cache (train/latent_store.py, docs/training_data.md). Augmented copies of every frame stored in the
     # cache, made with upstream's image augmentation (parameters fixed per seed, episode and copy); 0 = off.
     augment_copies: int = 0
@@ -55,6 +58,23 @@ class TrainConfig:
     encode_batch: int = 16
     # latent cache directory; "" = RUN/latents. Runs with the same episodes, VAE and image settings can share one
     latent_cache: str = ""
+    # ---- torchrun (docs/training.md "Distributed training"); one process ignores parallel and trains the net as is
+    # none | ddp | fsdp: replicated weights with averaged gradients (ddp) or FSDP2 sharding per DiT block (fsdp)
+    parallel: str = "ddp"
+    # auto | fp32 | bf16: bf16 compute over fp32 master weights; auto = bf16 on CUDA, fp32 on CPU
+    precision: str = "auto"
+    # recompute each DiT block's activations in backward (less memory, ~1/3 more compute)
+    activation_checkpointing: bool = False
+    # samples per rank per forward; 0 = batch_size / ranks. batch_size stays the GLOBAL batch:
+    # accumulation steps = batch_size / (ranks x micro_batch), which must be a whole number
+    micro_batch: int = 0
+    # DataLoader worker processes preparing the next steps' batches (0: in the training process)
+    num_workers: int = 0
+    # steps between checkpoints, 0 = off (checkpoint_every_s applies as well)
+    checkpoint_every_steps: int = 0
+    # rank 0 also writes model.safetensors (gathered full net, EMA, VAE) beside the sharded state, so the
+    # evaluation and deploy.bundle load the checkpoint folder as is; false: only --export writes one
+    consolidate_checkpoints: bool = True
 
     def validate(self) -> None:
         if abs(sum(self.mix) - 1.0) > 1e-6 or any(m < 0 for m in self.mix):
@@ -74,6 +94,15 @@ class TrainConfig:
             raise ValueError(f"image_resize must be torch or pil_256_224, got {self.image_resize!r}")
         if self.latent_dtype not in ("float16", "float32"):
             raise ValueError(f"latent_dtype must be float16 or float32, got {self.latent_dtype!r}")
+        choices = {"parallel": ("none", "ddp", "fsdp"), "precision": ("auto", "fp32", "bf16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be {' | '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("micro_batch", "num_workers", "checkpoint_every_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.micro_batch and self.batch_size % self.micro_batch:
+            raise ValueError(f"micro_batch {self.micro_batch} must divide batch_size {self.batch_size}")
 
 
 def train_config_from_dict(d: Mapping[str, Any] | None, source: str = "<dict>") -> TrainConfig:
@@ -87,7 +116,10 @@ def train_config_from_dict(d: Mapping[str, Any] | None, source: str = "<dict>") 
             if not isinstance(v, (list, tuple)) or len(v) != len(default):
                 raise ConfigError(f"{source}: train.{k}: expected a list of {len(default)} numbers")
             v = tuple(float(x) for x in v)
-        elif isinstance(default, bool) or isinstance(v, bool):
+        elif isinstance(default, bool):
+            if not isinstance(v, bool):
+                raise ConfigError(f"{source}: train.{k}: expected true or false, got {v!r}")
+        elif isinstance(v, bool):
             raise ConfigError(f"{source}: train.{k}: unexpected boolean")
         elif isinstance(default, int) and not isinstance(default, bool):
             if not isinstance(v, int):

@@ -2,6 +2,10 @@
 
 Decay ramps as min(decay, (1+n)/(10+n)) so early averages are not dominated by the random init;
 with a few thousand steps a fixed 0.999 would still carry much of step 0.
+
+Under FSDP (train/parallel.py) the net's state dict holds DTensors sharded like its parameters; the
+shadow is cloned from it, so each rank keeps and updates only its own shard (elementwise, no
+communication), and the sharded checkpoint saves it as it is (train/dist_checkpoint.py).
 """
 from __future__ import annotations
 

@@ -25,13 +25,15 @@ from cosmos_policy_ros.robot.aloha import AlohaRobot
 
 from . import checkpointing as ck
 from .config import load_recipe, train_config_from_dict
-from .instruction_embeddings import stand_in_embedding
-from .prepare import prepare_dataset, sample_set
+from .instruction_embeddings import check_instructions, context_file, instructions_of, training_context
+from .prepare import episode_files, prepare_dataset, sample_set
 from .trainer import Trainer, build_for_run
 
 
-def _context(cfg, instruction: str) -> torch.Tensor:
-    return stand_in_embedding(instruction, cfg.text_len, cfg.dit.crossattn_emb_channels)
+def _context(cfg: ModelConfig, instruction: str, t5_file: Path | None = None) -> torch.Tensor:
+    """(L, D) context the run trains with: the instruction's entry of `t5_file` (a T5 file; a checkpoint's
+    instruction_embeddings.pt on resume), or the stand-in embedding when None (small sim models)."""
+    return training_context(instruction, cfg.text_len, cfg.dit.crossattn_emb_channels, t5_file)
 
 
 def start(config: str | Path, data, run: str | Path, overrides: dict | None = None,
@@ -39,19 +41,21 @@ def start(config: str | Path, data, run: str | Path, overrides: dict | None = No
           encode_only: bool = False) -> Trainer | None:
     """Fresh run: build (seeded), encode the episodes into the run dir, return a ready Trainer.
 
-    data: one episode directory or several (demos + rollouts). init_from: a bundle or checkpoint
-    whose model config, weights (EMA), VAE and statistics the run starts from (fine-tuning, e.g.
-    the planning model's world/value objectives on policy rollouts).
+    data: one episode directory or several (demos + rollouts). init_from: a bundle, checkpoint or upstream's
+    released folder whose model config, weights (EMA), VAE and statistics the run starts from (fine-tuning the
+    released 2B model on a lab's recordings; the planning model's world/value objectives on policy rollouts).
+    The context is the T5 embedding of the episodes' instruction (train.t5_embeddings, else the parent's T5
+    file); without either, the stand-in embedding (from-scratch sim models).
     """
-    parent = None
-    if init_from:
-        parent = Parent.load(init_from)
-        mcfg, tcfg = parent.model_cfg, load_recipe(config, model_optional=True)[1]
-    else:
-        mcfg, tcfg = load_recipe(config)
+    rcfg, tcfg = load_recipe(config, model_optional=bool(init_from))
+    parent = Parent.load(init_from, rcfg) if init_from else None
+    mcfg = parent.model_cfg if parent else rcfg
     if overrides:
         tcfg = dataclasses.replace(tcfg, **overrides)
         tcfg.validate()
+    t5_file = context_file(tcfg.t5_embeddings, Path(config), parent.t5_embeddings if parent else None)
+    if t5_file is not None:  # before the encoding: a missing instruction is one line naming it and the fix
+        check_instructions(instructions_of(episode_files(data, tcfg.max_episodes)), t5_file)
     torch.set_num_threads(tcfg.threads)
     model = build_for_run(mcfg, tcfg.seed, "cpu")
     if parent:
@@ -61,45 +65,61 @@ def start(config: str | Path, data, run: str | Path, overrides: dict | None = No
     new_cfg, stats, instruction = prepare_dataset(
         data, run, mcfg, tcfg, model, progress=progress, inherited_stats=parent.stats if parent else None,
         init_from=origin, device=device)
-    if parent and instruction != parent.instruction:
-        raise ValueError(f"episodes say {instruction!r} but {parent.path} was trained on {parent.instruction!r}")
     if encode_only:
         return None
     model.cfg = new_cfg
     model.vae.latent_mean.copy_(torch.tensor(new_cfg.vae.latent_mean))
     model.vae.latent_std.copy_(torch.tensor(new_cfg.vae.latent_std))
     data_set = sample_set(run, config_to_dict(new_cfg))
-    tr = Trainer(model, data_set, _context(new_cfg, instruction), tcfg, run, stats, instruction, device)
+    tr = Trainer(model, data_set, _context(new_cfg, instruction, t5_file), tcfg, run, stats, instruction, device)
     tr.init_from = origin  # the EMA starts from the loaded weights (Trainer builds it from the net)
     return tr
 
 
 class Parent:
-    """A bundle or training checkpoint a fine-tuning run starts from (resolved like the nodes do)."""
+    """What a fine-tuning run starts from, resolved as the nodes resolve it (deploy.bundle.resolve_bundle).
 
-    def __init__(self, path: Path, model_cfg: ModelConfig, stats: dict, instruction: str,
-                 weights: dict[str, torch.Tensor], weights_file: Path | None = None):
-        self.path, self.model_cfg, self.stats, self.instruction, self.weights = (
-            path, model_cfg, stats, instruction, weights)
-        self.weights_file = weights_file or path
+    Our bundle / training checkpoint / run folder: model config, statistics, instruction and weights (net, EMA,
+    VAE) from its files. Upstream's released folder (model/released.py): the DiT .pt (bf16, TE extra state),
+    the Wan2.1 tokenizer.pth as the VAE, aloha_dataset_statistics.json and aloha_t5_embeddings.pkl; it holds
+    no model config, so the recipe's `model:` (if any) or config/model/cosmos_policy_2b_aloha.yaml describes it,
+    with Wan2.1's published latent statistics, which the run keeps (statistics are inherited, not measured).
+    """
+
+    def __init__(self, *, path: Path, model_cfg: ModelConfig, stats: dict, instruction: str, t5_embeddings: Path,
+                 weights_file: Path, tokenizer: Path | None, released: bool):
+        self.path, self.model_cfg, self.stats, self.instruction = path, model_cfg, stats, instruction
+        self.t5_embeddings, self.weights_file, self.tokenizer, self.released = (
+            t5_embeddings, weights_file, tokenizer, released)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Parent":
-        # run folder -> latest; policy.json or checkpoint.json; stats inline or beside; a bare weights
-        # file is refused there in one line (it carries no model config or statistics). A truncated or
-        # foreign weights file: CheckpointError naming it.
+    def load(cls, path: str | Path, model_cfg: ModelConfig | None = None) -> "Parent":
+        """Resolve `path`; `model_cfg` (the recipe's model) describes a released folder, which carries none.
+
+        Run folder -> latest; policy.json or checkpoint.json; stats inline or beside; a released folder's
+        missing file: one line naming it and where to download it; a bare weights file of ours is refused
+        (it carries no model config or statistics).
+        """
         b = resolve_bundle(path)
-        return cls(b.weights.parent, b.model_config, b.stats, b.instruction, model_ckpt.read_state_dict(b.weights),
-                   b.weights)
+        released = b.meta_file is None
+        cfg = model_cfg if released and model_cfg is not None else b.model_config
+        return cls(path=b.weights.parent, model_cfg=cfg, stats=b.stats, instruction=b.instruction,
+                   t5_embeddings=b.t5_embeddings, weights_file=b.weights, tokenizer=b.tokenizer, released=released)
 
     def load_into(self, model) -> None:
         """Net <- the parent's EMA weights (its deployed ones; raw weights if it has no EMA), VAE <- its VAE.
 
-        Weights that do not fit the parent's own model config: CheckpointError naming the first bad key.
+        Released: the bf16 DiT weights are cast into the float32 net (the master copy the optimizer updates),
+        TE _extra_state dropped; the VAE is the Wan2.1 tokenizer (frozen by the trainer). Weights that do not
+        fit the model config: CheckpointError naming the file and the first bad key.
         """
-        sd = {k[4:]: v for k, v in self.weights.items() if k.startswith("net.")}
-        sd.update({k[8:]: v for k, v in self.weights.items() if k.startswith("net_ema.")})  # floats only
-        vae = {k[4:]: v for k, v in self.weights.items() if k.startswith("vae.")}
+        if self.released:
+            model.load_checkpoints(self.weights_file, self.tokenizer)
+            return
+        weights = model_ckpt.read_state_dict(self.weights_file)
+        sd = {k[4:]: v for k, v in weights.items() if k.startswith("net.")}
+        sd.update({k[8:]: v for k, v in weights.items() if k.startswith("net_ema.")})  # floats only
+        vae = {k[4:]: v for k, v in weights.items() if k.startswith("vae.")}
         for module, part in ((model.net, sd), (model.vae, vae)):
             model_ckpt.check_state_dict(module, part, str(self.weights_file), optional=())
         model.net.load_state_dict(sd)
@@ -118,7 +138,8 @@ def resume(run: str | Path, device: str | None = None, overrides: dict | None = 
     tcfg = train_config_from_dict(tdict, str(d))
     torch.set_num_threads(tcfg.threads)
     model = build_for_run(mcfg, tcfg.seed, "cpu")
-    tr = Trainer(model, sample_set(run, meta["model"]), _context(mcfg, meta["instruction"]), tcfg, run,
+    tr = Trainer(model, sample_set(run, meta["model"]), _context(mcfg, meta["instruction"], d / ck.EMBED_FILE),
+                 tcfg, run,
                  meta["stats"], meta["instruction"], device)
     tr.load_state(d)
     tr.init_from = meta.get("init_from")
@@ -158,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", help="config/train/<recipe>.yaml (fresh run)")
     p.add_argument("--data", nargs="+", help="directories of ALOHA HDF5 episodes (fresh run), e.g. demos and rollouts")
     p.add_argument("--init-from", metavar="BUNDLE",
-                   help="start from this bundle/checkpoint's weights, VAE and statistics")
+                   help="start from this bundle/checkpoint's or released folder's weights, VAE and statistics")
+    p.add_argument("--t5-embeddings", metavar="FILE", help="T5 embeddings of the episodes' instruction "
+                   "(train.t5_embeddings; default: the --init-from parent's; `cosmos-aloha t5-embed` makes them)")
     p.add_argument("--run", required=True, help="run directory (dataset cache, checkpoints, loss.png)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, help="override train.steps")
@@ -176,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         if ns.export:
             print(f"exported {export(ns.run, ns.export)}")
             return 0
-        over = {k: v for k, v in (("steps", ns.steps), ("max_episodes", ns.max_episodes)) if v is not None}
+        over = {k: v for k, v in (("steps", ns.steps), ("max_episodes", ns.max_episodes),
+                                        ("t5_embeddings", ns.t5_embeddings)) if v is not None}
         if ns.resume:
             tr = resume(ns.run, ns.device, over)
         else:

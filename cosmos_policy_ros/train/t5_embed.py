@@ -30,9 +30,11 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from cosmos_policy_ros.data.aloha_hdf5 import list_episodes, read_episode
+from cosmos_policy_ros.data.aloha_hdf5 import list_episodes
 from cosmos_policy_ros.errors import EXPECTED_ERRORS, CosmosError, one_line
 from cosmos_policy_ros.model.text import T5EmbeddingStore
+
+from .instruction_embeddings import instructions_of
 
 DEFAULT_MODEL = "google-t5/t5-11b"   # upstream's text encoder (get_t5_emb.py)
 DEFAULT_MAX_LENGTH = 512             # tokens; the released model's text_len
@@ -143,15 +145,7 @@ def write_table(path: Path, table: dict[str, torch.Tensor]) -> None:
 
 def episode_instructions(dirs: Sequence[str | Path]) -> list[str]:
     """The distinct instructions of the ALOHA HDF5 episodes under `dirs`, in first-seen order."""
-    found: dict[str, None] = {}
-    for d in dirs:
-        for path in list_episodes(d):  # EpisodeFormatError: no such folder / no episodes
-            instruction = read_episode(path).instruction
-            if not instruction:
-                raise T5EmbedError(f"{path}: episode has no instruction attribute (give the instruction as an "
-                                   "argument instead)")
-            found.setdefault(instruction, None)
-    return list(found)
+    return instructions_of([path for d in dirs for path in list_episodes(d)])  # no folder / episodes: one line
 
 
 def _check_shape(out: Path, table: dict[str, torch.Tensor], length: int, dim: int) -> None:

@@ -46,9 +46,6 @@ class TrainConfig:
     # T5 embeddings file (upstream pickle; `cosmos-aloha t5-embed` adds instructions) holding the episodes'
     # instruction: the training context. "" = the --init-from parent's T5 file, or (no parent) the stand-in.
     t5_embeddings: str = ""
-    # T5 embeddings file (upstream pickle; `cosmos-aloha t5-embed` adds instructions) holding the episodes'
-    # instruction: the training context. "" = the --init-from parent's T5 file, or (no parent) the stand-in.
-    t5_embeddings: str = ""
     # Latent cache (train/latent_store.py, docs/training_data.md). Augmented copies of every frame stored in the
     # cache, made with upstream's image augmentation (parameters fixed per seed, episode and copy); 0 = off.
     augment_copies: int = 0

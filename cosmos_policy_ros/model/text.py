@@ -115,7 +115,7 @@ class T5EmbeddingStore:
             known = ", ".join(repr(s) for s in self.instructions[:10])
             raise UnknownInstructionError(
                 f"no T5 embedding for instruction {instruction!r} in {self.source} (known: {known}); "
-                "precompute it with T5-11B and add it to the file") from None
+                "add it with: cosmos-aloha t5-embed --out <this file> \"<instruction>\"") from None
 
     def batch(self, instructions: str | list[str], batch: int | None = None) -> torch.Tensor:
         if isinstance(instructions, str):

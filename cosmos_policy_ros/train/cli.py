@@ -24,10 +24,11 @@ from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_co
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 
 from . import checkpointing as ck
+from . import distributed
 from .config import load_recipe, train_config_from_dict
 from .instruction_embeddings import check_instructions, context_file, instructions_of, training_context
 from .prepare import episode_files, prepare_dataset, sample_set
-from .trainer import Trainer, build_for_run
+from .trainer import Trainer, build_for_run, consolidated_weights
 
 
 def _context(cfg: ModelConfig, instruction: str, t5_file: Path | None = None) -> torch.Tensor:
@@ -127,11 +128,15 @@ class Parent:
 
 
 def resume(run: str | Path, device: str | None = None, overrides: dict | None = None) -> Trainer:
-    """Rebuild a Trainer from RUN/latest (weights, optimizer, EMA, RNG states, step, history)."""
+    """Rebuild a Trainer from RUN/latest (weights, optimizer, EMA, step, history), on this process's ranks.
+
+    The sharded state is resharded to the current world size (bit-exact on the same one); under torchrun
+    every rank calls this (the load is a collective).
+    """
     d = ck.latest_checkpoint(run)
     if d is None:
         raise FileNotFoundError(f"{run}: no checkpoint to resume (RUN/latest missing)")
-    _, _, meta = ck.read_checkpoint(d)
+    meta = ck.read_meta(d)
     mcfg = model_config_from_dict(meta["model"], str(d))
     tdict = dict(meta["train"])
     tdict.update(overrides or {})
@@ -139,22 +144,28 @@ def resume(run: str | Path, device: str | None = None, overrides: dict | None = 
     torch.set_num_threads(tcfg.threads)
     model = build_for_run(mcfg, tcfg.seed, "cpu")
     tr = Trainer(model, sample_set(run, meta["model"]), _context(mcfg, meta["instruction"], d / ck.EMBED_FILE),
-                 tcfg, run,
-                 meta["stats"], meta["instruction"], device)
+                 tcfg, run, meta["stats"], meta["instruction"], device)
     tr.load_state(d)
     tr.init_from = meta.get("init_from")
     return tr
 
 
 def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None) -> Path:
-    """Inference bundle: model.safetensors (net, net_ema, vae), policy.json, statistics, embeddings, loss plot."""
+    """Inference bundle: model.safetensors (net, net_ema, vae), policy.json, statistics, embeddings, loss plot.
+
+    One process. A checkpoint saved without model.safetensors (train.consolidate_checkpoints: false) is
+    gathered from its sharded state, whatever world size wrote it.
+    """
     d = Path(ckpt) if ckpt else ck.latest_checkpoint(run)
     if d is None:
         raise FileNotFoundError(f"{run}: no checkpoint to export")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = json.loads((d / ck.META_FILE).read_text())
-    shutil.copy2(d / ck.MODEL_FILE, out / ck.MODEL_FILE)
+    meta = ck.read_meta(d)
+    if (d / ck.MODEL_FILE).is_file():
+        shutil.copy2(d / ck.MODEL_FILE, out / ck.MODEL_FILE)
+    else:
+        ck.write_model(out / ck.MODEL_FILE, consolidated_weights(d, meta), meta["model"])
     shutil.copy2(d / ck.EMBED_FILE, out / ck.EMBED_FILE)
     (out / "dataset_statistics.json").write_text(json.dumps(meta["stats"], indent=1))
     policy = {k: meta[k] for k in ("model", "train", "instruction", "step", "elapsed_s")}
@@ -182,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="start from this bundle/checkpoint's or released folder's weights, VAE and statistics")
     p.add_argument("--t5-embeddings", metavar="FILE", help="T5 embeddings of the episodes' instruction "
                    "(train.t5_embeddings; default: the --init-from parent's; `cosmos-aloha t5-embed` makes them)")
-    p.add_argument("--run", required=True, help="run directory (dataset cache, checkpoints, loss.png)")
+    # --run-dir: the spelling torchrun lets through (its own parser takes --run for an abbreviation of --run-path)
+    p.add_argument("--run", "--run-dir", dest="run", required=True,
+                   help="run directory (dataset cache, checkpoints, loss.png)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, help="override train.steps")
     p.add_argument("--minutes", type=float, help="stop (with a checkpoint) after this much training time")
@@ -195,31 +208,49 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encode-only", action="store_true",
                    help="fill the run's latent cache (on --device) and stop; a later run with --run reuses it")
     ns = p.parse_args(argv)
+    if not (ns.export or ns.resume or (ns.config and ns.data)):
+        p.error("a fresh run needs --config and --data (or --resume)")
     try:
-        if ns.export:
-            print(f"exported {export(ns.run, ns.export)}")
+        if ns.export:  # one process; under torchrun rank 0 exports and the others have nothing to do
+            if distributed.env_rank() == 0:
+                print(f"exported {export(ns.run, ns.export)}")
             return 0
-        over = {k: v for k, v in (("steps", ns.steps), ("max_episodes", ns.max_episodes),
-                                        ("t5_embeddings", ns.t5_embeddings)) if v is not None}
-        if ns.resume:
-            tr = resume(ns.run, ns.device, over)
-        else:
-            if not ns.config or not ns.data:
-                p.error("a fresh run needs --config and --data (or --resume)")
-            tr = start(ns.config, ns.data, ns.run, over, ns.device, progress=not ns.no_progress,
-                       init_from=ns.init_from, encode_only=ns.encode_only)
-            if tr is None:
-                print(f"encoded the latent cache of {ns.run}")
-                return 0
-        tr.fit(until_step=ns.stop_at, time_budget_s=ns.minutes * 60 if ns.minutes else None,
-               progress=not ns.no_progress)
-        last = tr.history[-1] if tr.history else {}
-        print(f"step {tr.step}, {tr.elapsed:.0f} s, loss {last.get('loss', float('nan')):.4f}, "
-              f"checkpoint {ck.latest_checkpoint(ns.run)}")
-        return 0
+        # under torchrun: the process group (nccl on CUDA, gloo on CPU) and this rank's device
+        ranks, device = distributed.join(ns.device)
+        try:
+            return _train(ns, ranks, device)
+        finally:
+            distributed.leave()
     except (ValueError, *EXPECTED_ERRORS) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def _train(ns: argparse.Namespace, ranks: distributed.Ranks, device: str | None) -> int:
+    """Fresh or resumed run on this rank. Rank 0 prepares a fresh run's dataset first; the others then
+    find it cached (they wait in a barrier; Trainer construction needs no collective)."""
+    over = {k: v for k, v in (("steps", ns.steps), ("max_episodes", ns.max_episodes),
+                              ("t5_embeddings", ns.t5_embeddings)) if v is not None}
+    progress = not ns.no_progress and ranks.main
+    if ns.resume:
+        tr = resume(ns.run, device, over)
+    else:
+        if not ranks.main:
+            distributed.barrier()
+        tr = start(ns.config, ns.data, ns.run, over, device, progress=progress, init_from=ns.init_from,
+                   encode_only=ns.encode_only)
+        if ranks.main:
+            distributed.barrier()
+        if tr is None:
+            if ranks.main:
+                print(f"encoded the latent cache of {ns.run}")
+            return 0
+    tr.fit(until_step=ns.stop_at, time_budget_s=ns.minutes * 60 if ns.minutes else None, progress=progress)
+    last = tr.history[-1] if tr.history else {}
+    if ranks.main:
+        print(f"step {tr.step}, {tr.elapsed:.0f} s, loss {last.get('loss', float('nan')):.4f}, "
+              f"checkpoint {ck.latest_checkpoint(ns.run)}")
+    return 0
 
 
 if __name__ == "__main__":

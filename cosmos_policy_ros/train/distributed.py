@@ -56,12 +56,12 @@ def join(device: str | None = None) -> tuple[Ranks, str | None]:
 
     device None picks CUDA when visible. A CUDA request without a visible GPU fails in one line.
     """
+    cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: rank {env_rank()} sees no CUDA device (train on the CPU: --device cpu)")
     if not launched_by_torchrun():
         return Ranks(), device
     local = int(os.environ["LOCAL_RANK"])
-    cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    if cuda and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: rank {env_rank()} sees no CUDA device (use --device cpu for gloo)")
     if cuda:
         if local >= torch.cuda.device_count():
             raise ConfigError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} CUDA devices visible: "

@@ -163,6 +163,17 @@ def test_activation_checkpointing_gives_the_same_gradients_in_fp32(tmp_path, epi
         assert torch.allclose(g, grads[1][n], rtol=1e-6, atol=1e-9), n
 
 
+def test_dataloader_workers_train_the_same_steps(tmp_path, episodes):
+    """Steps prepared ahead in worker processes are the steps the training process would have drawn."""
+    nets = []
+    for workers in (0, 2):
+        tr = cli.start(make_recipe(tmp_path, f"w{workers}", num_workers=workers), episodes,
+                       tmp_path / f"run_{workers}", progress=False)
+        tr.fit(until_step=2, progress=False, checkpoint=False)
+        nets.append(tr.model.net.state_dict())
+    assert all(torch.equal(v, nets[1][k]) for k, v in nets[0].items())
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_bit_exact_from_its_sharded_checkpoint(tmp_path, episodes):
     recipe = make_recipe(tmp_path, "kill", parallel="fsdp", steps=10, checkpoint_every_steps=2)

@@ -24,10 +24,10 @@ from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_co
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 
 from . import checkpointing as ck
-from . import distributed
+from . import distributed, memory_plan
 from .config import load_recipe, train_config_from_dict
 from .instruction_embeddings import check_instructions, context_file, instructions_of, training_context
-from .prepare import episode_files, prepare_dataset, sample_set
+from .prepare import episode_files, inference_preprocessing, prepare_dataset, sample_set
 from .trainer import Trainer, build_for_run, consolidated_weights
 
 
@@ -174,7 +174,9 @@ def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None) -> 
                        "t5_embeddings": ck.EMBED_FILE, "ema": True}
     # one action per control step of the episodes (ALOHA HDF5: 50 Hz); deployment plays them at this period
     policy["action_period_s"] = meta.get("action_period_s", AlohaRobot.from_yaml().dt)
-    policy["center_crop"] = False  # training resized whole frames
+    # how frames reach the model: the run's resize, and the test-time centre crop when it trained on augmented
+    # crops (the nodes and `cosmos-aloha eval` apply exactly this)
+    policy["preprocess"] = dataclasses.asdict(inference_preprocessing(train_config_from_dict(meta["train"], str(d))))
     # the gripper constants that normalised the episodes: nodes refuse a robot config with other ones
     policy["gripper_convention"] = meta.get("gripper_convention") or AlohaRobot.from_yaml(
         train_config_from_dict(meta["train"], str(d)).robot_config).config.gripper.convention_record()
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--t5-embeddings", metavar="FILE", help="T5 embeddings of the episodes' instruction "
                    "(train.t5_embeddings; default: the --init-from parent's; `cosmos-aloha t5-embed` makes them)")
     # --run-dir: the spelling torchrun lets through (its own parser takes --run for an abbreviation of --run-path)
-    p.add_argument("--run", "--run-dir", dest="run", required=True,
+    p.add_argument("--run", "--run-dir", dest="run",
                    help="run directory (dataset cache, checkpoints, loss.png)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, help="override train.steps")
@@ -207,7 +209,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--encode-only", action="store_true",
                    help="fill the run's latent cache (on --device) and stop; a later run with --run reuses it")
+    p.add_argument("--plan", action="store_true",
+                   help="print which DDP/FSDP, checkpointing and micro-batch setups fit --config (default: the 2B "
+                        "model) on --gpus x --gpu, and stop")
+    memory_plan.add_arguments(p)
     ns = p.parse_args(argv)
+    if ns.plan:
+        try:
+            print(memory_plan.run_plan(ns.config or memory_plan.DEFAULT_MODEL, ns))
+            return 0
+        except (ValueError, *EXPECTED_ERRORS) as exc:
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            return 2
+    if not ns.run:
+        p.error("the following arguments are required: --run")
     if not (ns.export or ns.resume or (ns.config and ns.data)):
         p.error("a fresh run needs --config and --data (or --resume)")
     try:

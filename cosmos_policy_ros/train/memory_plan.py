@@ -32,6 +32,7 @@ from cosmos_policy_ros.model.vae import WanVAE
 
 GB = 1e9
 GPUS_FILE = "train/gpus.yaml"
+DEFAULT_MODEL = "model/cosmos_policy_2b_aloha.yaml"   # under config/
 
 
 class PlanError(CosmosError, ValueError):
@@ -203,7 +204,7 @@ def fixed_bytes(sizes: ModelSizes, strategy: str, gpus: int, ema: bool) -> float
 
 
 def plan_setup(sizes: ModelSizes, gpu: Gpu, gpus: int, strategy: str, checkpointing: bool, assume: Assumptions,
-               ema: bool = False, global_batch: int | None = None) -> Setup:
+               ema: bool = True, global_batch: int | None = None) -> Setup:
     G = global_batch or assume.global_batch
     fixed = fixed_bytes(sizes, strategy, gpus, ema)
     act = float(sizes.act_checkpointed_bytes() if checkpointing else sizes.act_bytes)
@@ -219,7 +220,7 @@ def plan_setup(sizes: ModelSizes, gpu: Gpu, gpus: int, strategy: str, checkpoint
     return Setup(strategy, checkpointing, fixed, act, max_micro, micro, accum, fixed + micro * act, step)
 
 
-def plan(sizes: ModelSizes, gpu: Gpu, gpus: int, assume: Assumptions, ema: bool = False,
+def plan(sizes: ModelSizes, gpu: Gpu, gpus: int, assume: Assumptions, ema: bool = True,
          global_batch: int | None = None) -> list[Setup]:
     """Every strategy x checkpointing combination; the chosen one is `best(...)`."""
     if gpus < 1:
@@ -244,7 +245,7 @@ def format_table(sizes: ModelSizes, gpu: Gpu, gpus: int, assume: Assumptions, se
         f"activations per sample (bf16, fused attention): {sizes.act_bytes / GB:.2f} GB, with per-block "
         f"checkpointing {sizes.act_checkpointed_bytes() / GB:.2f} GB",
         f"{gpus} x {gpu.name} ({gpu.memory_gb:g} GB, {assume.usable_bytes(gpu) / GB:.1f} GB usable), global batch "
-        f"{global_batch}, step time at {assume.mfu:.0%} of {gpu.peak_bf16_tflops:g} TFLOP/s",
+        f"{global_batch}, step time (compute only) at {assume.mfu:.0%} of {gpu.peak_bf16_tflops:g} TFLOP/s",
         "",
         f"{'strategy':8} {'act.ckpt':8} {'fixed GB':>9} {'act GB/sample':>13} {'max micro':>9} {'micro':>5} "
         f"{'accum':>5} {'peak GB':>8} {'step s':>7}  fits",
@@ -284,11 +285,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu", default="h100_80", help="GPU kind from config/train/gpus.yaml")
     p.add_argument("--gpu-memory-gb", type=float, help="instead of --gpu's memory (decimal GB)")
     p.add_argument("--global-batch", type=int, help="global batch (default: config/train/gpus.yaml, 200)")
-    p.add_argument("--ema", action="store_true", help="count an fp32 EMA copy of the weights")
+    p.add_argument("--no-ema", dest="ema", action="store_false",
+                   help="leave out the fp32 EMA copy of the weights (the trainer keeps one; upstream did not)")
 
 
 def run_plan(model: str | Path, ns: argparse.Namespace) -> str:
-    """The table `cosmos-aloha train --plan` prints."""
+    """The table `cosmos-aloha train --plan` prints (ns: the arguments of `add_arguments`)."""
     gpus, assume = load_gpus()
     if ns.gpu not in gpus:
         raise PlanError(f"unknown GPU {ns.gpu!r} (known: {', '.join(gpus)}; or give --gpu-memory-gb)")

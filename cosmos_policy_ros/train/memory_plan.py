@@ -195,8 +195,8 @@ def fixed_bytes(sizes: ModelSizes, strategy: str, gpus: int, ema: bool) -> float
     P, Pb = sizes.dit_params, sizes.block_params
     states = (4 + 4 + 8 + (4 if ema else 0)) * P
     vae = 4 * sizes.vae_params
-    if strategy == "ddp":
-        return states + 4 * P + 2 * P + vae
+    if strategy == "ddp":  # one process (gpus == 1) has no DDP gradient buckets
+        return states + (4 * P if gpus > 1 else 0) + 2 * P + vae
     if strategy == "fsdp":
         other = P - sizes.num_blocks * Pb       # embedders, final layer: one more FSDP unit
         return states / gpus + 2 * 2 * Pb + 2 * other + 2 * Pb + vae
@@ -230,9 +230,10 @@ def plan(sizes: ModelSizes, gpu: Gpu, gpus: int, assume: Assumptions, ema: bool 
 
 
 def best(setups: list[Setup]) -> Setup | None:
-    """The fitting setup with the shortest estimated step; on a tie, DDP (simpler) and no checkpointing."""
+    """The fitting setup with the shortest estimated step; on a tie the larger micro-batch (fewer, fuller kernels:
+    the estimate assumes the same utilisation at every micro-batch), then DDP (simpler)."""
     fitting = [s for s in setups if s.fits]
-    return min(fitting, key=lambda s: (round(s.step_s, 3), s.strategy != "ddp", s.checkpointing), default=None)
+    return min(fitting, key=lambda s: (round(s.step_s, 3), -s.micro_batch, s.strategy != "ddp"), default=None)
 
 
 def format_table(sizes: ModelSizes, gpu: Gpu, gpus: int, assume: Assumptions, setups: list[Setup],
@@ -246,6 +247,7 @@ def format_table(sizes: ModelSizes, gpu: Gpu, gpus: int, assume: Assumptions, se
         f"checkpointing {sizes.act_checkpointed_bytes() / GB:.2f} GB",
         f"{gpus} x {gpu.name} ({gpu.memory_gb:g} GB, {assume.usable_bytes(gpu) / GB:.1f} GB usable), global batch "
         f"{global_batch}, step time (compute only) at {assume.mfu:.0%} of {gpu.peak_bf16_tflops:g} TFLOP/s",
+        "step s: compute only (communication and data loading not counted); bench/bench_train_2b.py measures",
         "",
         f"{'strategy':8} {'act.ckpt':8} {'fixed GB':>9} {'act GB/sample':>13} {'max micro':>9} {'micro':>5} "
         f"{'accum':>5} {'peak GB':>8} {'step s':>7}  fits",
@@ -253,7 +255,8 @@ def format_table(sizes: ModelSizes, gpu: Gpu, gpus: int, assume: Assumptions, se
     for s in setups:
         mark = "  <- chosen" if s is chosen else ""
         step = f"{s.step_s:7.1f}" if s.fits else f"{'-':>7}"
-        lines.append(f"{s.strategy:8} {('on' if s.checkpointing else 'off'):8} {s.fixed_bytes / GB:9.1f} "
+        name = "single" if s.strategy == "ddp" and gpus == 1 else s.strategy  # one process: no DDP wrapper
+        lines.append(f"{name:8} {('on' if s.checkpointing else 'off'):8} {s.fixed_bytes / GB:9.1f} "
                      f"{s.act_bytes_per_sample / GB:13.2f} {s.max_micro_batch:9d} {s.micro_batch:5d} "
                      f"{s.accumulation:5d} {s.peak_bytes / GB:8.1f} {step}  {'yes' if s.fits else 'no'}{mark}")
     if chosen is None:

@@ -33,6 +33,9 @@ SAFETY_MARKERS = "/cosmos/safety/markers"      # visualization_msgs/MarkerArray:
 # simulated ALOHA
 SIM_STATUS = "/sim/status"                     # std_msgs/String (JSON): seed, step, time, stage, success
 SIM_RESET = "/sim/reset"                       # cosmos_policy_ros/srv/ResetEpisode
+# sensor_msgs/Image rgb8, for people (the demo's GIFs), not the policy: the viewer view (sim/viewer.py), when
+# enabled; header.stamp = simulated time since the episode's reset, frame_id "viewer"
+SIM_VIEWER = "/sim/viewer/image"
 
 
 def refuse_topics_section(path: str | Path) -> None:

@@ -21,6 +21,8 @@ waits for each image set, so every k-th simulated step has its images, as before
 bench/bench_sim_rate.py, docs/sim.md.
 Parameters time_mode, task, seed, width, height, camera_rate_hz and cameras (comma-separated) override
 config/sim_node.yaml when set. Status on topics.SIM_STATUS, episode reset on topics.SIM_RESET.
+With `viewer` (parameter viewer:=true or the yaml's viewer.enabled) the render thread also renders the
+viewer view (sim/viewer.py: large, for people) at viewer.rate_hz of simulated time on topics.SIM_VIEWER.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ from cosmos_policy_ros.perception.cameras import load_cameras
 from cosmos_policy_ros.perception.image_codec import fill_image
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.robot.xs_driver_emulation import XsDriverEmulation
+from cosmos_policy_ros.sim.viewer import ViewerConfig, ViewerSchedule, render_view
 from cosmos_policy_ros.srv import ResetEpisode
 
 
@@ -103,8 +106,11 @@ class SimNodeConfig:
     task: str = "transfer_cube"
     seed: int = 0  # first episode's seed; negative = random
     status_rate_hz: float = 5.0
+    # the large view for people on topics.SIM_VIEWER (off unless enabled)
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
 
     def validate(self) -> None:
+        self.viewer.validate()
         if self.camera_rate_hz <= 0 or self.status_rate_hz <= 0 or self.lockstep_timeout_s <= 0:
             raise cfg.ConfigError("camera_rate_hz, status_rate_hz and lockstep_timeout_s must be positive")
         if self.width <= 0 or self.height <= 0:
@@ -116,10 +122,14 @@ class SimNode(Node):
         super().__init__("aloha_sim")
         overrides = config_overrides(self, {**field_types(SimNodeConfig, "time_mode", "task", "width", "height",
                                                           "seed", "camera_rate_hz"),
-                                            "cameras": str})  # comma-separated subset of the configured cameras
+                                            "cameras": str,  # comma-separated subset of the configured cameras
+                                            "viewer": bool})  # viewer.enabled
         if "cameras" in overrides:
             overrides["cameras"] = [c.strip() for c in overrides["cameras"].split(",") if c.strip()]
+        viewer_on = overrides.pop("viewer", None)
         self.cfg = cfg.load(SimNodeConfig, declare(self, "config", "sim_node.yaml"), overrides)
+        if viewer_on is not None:
+            self.cfg.viewer.enabled = viewer_on
         self.robot = AlohaRobot.from_yaml(declare(self, "robot_config", "robot/aloha_interbotix.yaml"))
         cams = load_cameras(declare(self, "camera_config", "cameras.yaml"))
         from cosmos_policy_ros.sim.sim_aloha import SimAloha  # heavy import (MuJoCo) after config checks
@@ -142,6 +152,9 @@ class SimNode(Node):
         self.js_pubs = {s: self.create_publisher(JointState, self.robot.follower_topic(s, "joint_states"), reliable)
                         for s in self.robot.config.arms}
         self.img_pubs = {c: self.create_publisher(Image, cams.topic(c), QoSProfile(depth=2)) for c in self.cfg.cameras}
+        self.viewer_pub = self.create_publisher(Image, topics.SIM_VIEWER, QoSProfile(depth=5)) \
+            if self.cfg.viewer.enabled else None
+        self._viewer_due = ViewerSchedule(self.cfg.viewer.rate_hz)
         self.clock_pub = self.create_publisher(Clock, "/clock", QoSProfile(depth=1)) \
             if self.cfg.time_mode != "wall" else None
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -167,7 +180,9 @@ class SimNode(Node):
         self._thread.start()
         self.get_logger().info(
             f"simulated ALOHA: task {self.cfg.task}, seed {self.sim.seed}, {self.cfg.time_mode} time, "
-            f"{len(self.cfg.cameras)} cameras {self.cfg.width}x{self.cfg.height} at {self.cfg.camera_rate_hz:g} Hz")
+            f"{len(self.cfg.cameras)} cameras {self.cfg.width}x{self.cfg.height} at {self.cfg.camera_rate_hz:g} Hz"
+            + (f"; viewer {self.cfg.viewer.width}x{self.cfg.viewer.height} at {self.cfg.viewer.rate_hz:g} Hz on "
+               f"{topics.SIM_VIEWER}" if self.viewer_pub is not None else ""))
 
     # ---- the emulated driver (executor threads; the physics thread after a fault) ---------------
     def _apply_driver(self, side: str) -> None:
@@ -223,6 +238,8 @@ class SimNode(Node):
             self.sim = self._sim_cls(c.task, robot=self.robot, width=c.width, height=c.height)
             self.sim.reset(seed=None if c.seed < 0 else c.seed)
             self.sim.render_snapshot(self.sim.snapshot(), c.cameras)  # the GL contexts belong to this thread
+            if c.viewer.enabled:  # a viewer the scene cannot render fails here, not in the first episode
+                render_view(self.sim, c.viewer, self.sim.snapshot())
         except BaseException as exc:  # noqa: BLE001 - reported by the constructor
             self._error = exc
             self._ready.set()
@@ -245,8 +262,17 @@ class SimNode(Node):
                     img.header.stamp = stamp
                     img.header.frame_id = f"{cam}_color_optical_frame"
                     self.img_pubs[cam].publish(img)
+                if self.viewer_pub is not None and self._viewer_due.due(snap.time):
+                    self._publish_viewer(snap)
             finally:
                 self._frames.done()
+
+    def _publish_viewer(self, snap) -> None:
+        """The viewer image of a snapshot, stamped with its simulated time (the GIF captions read it)."""
+        img = fill_image(Image(), render_view(self.sim, self.cfg.viewer, snap))
+        img.header.stamp = time_msg(snap.time)
+        img.header.frame_id = "viewer"
+        self.viewer_pub.publish(img)
 
     def _guarded(self, loop) -> None:
         try:

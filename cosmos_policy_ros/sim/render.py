@@ -1,4 +1,4 @@
-"""Offscreen rendering of named cameras into HxWx3 uint8 arrays.
+"""Offscreen rendering of named cameras (or a free view, `FreeView`) into HxWx3 uint8 arrays.
 
 One mujoco.Renderer (one GL context) per image size, reused for every camera; shadows, reflections
 and skybox are switched off per scene as configured, since on a CPU GL they dominate frame time.
@@ -15,6 +15,7 @@ import mujoco
 import numpy as np
 
 from cosmos_policy_ros.errors import CosmosError
+from cosmos_policy_ros.sim.viewer import FreeView
 from cosmos_policy_ros.sim.world_config import RenderConfig
 
 _LIVE: "weakref.WeakSet[CameraRenderer]" = weakref.WeakSet()
@@ -67,7 +68,9 @@ class CameraRenderer:
         return r
 
     def render(self, data: mujoco.MjData, cameras, height: int, width: int) -> dict[str, np.ndarray]:
-        ids = [(name, self.camera_id(name)) for name in cameras]  # validate all names first
+        """{name: image} of each camera, given by name or as a FreeView."""
+        ids = [(c.name, c.mjv_camera()) if isinstance(c, FreeView) else (c, self.camera_id(c))
+               for c in cameras]  # validate all names first
         r = self._renderer(height, width)
         out = {}
         for name, cid in ids:

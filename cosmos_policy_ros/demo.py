@@ -133,12 +133,14 @@ def _exited(sup: Supervisor) -> list[str]:
 
 def camera_size(checkpoint: Path, width: int | None, height: int | None) -> tuple[int, int]:
     """Render what the checkpoint was trained on: our sim checkpoints saw square renders at the model's
-    image size (a 4:3 render squashed to a square would show the policy another field of view)."""
+    image size (a 4:3 render squashed to a square would show the policy another field of view), larger when
+    the bundle crops a camera (as its demos were rendered: Preprocessing.square_render_side)."""
     size = None
     try:
-        meta = resolve_bundle(checkpoint).meta
-        if meta.get("center_crop") is False:   # made by our trainer from sim renders
-            size = int(meta["model"]["layout"]["image_size"])
+        bundle = resolve_bundle(checkpoint)
+        if bundle.meta and not bundle.preprocessing.center_crop:   # made by our trainer from sim renders
+            lay = bundle.model_config.layout
+            size = bundle.preprocessing.square_render_side(int(lay.image_size), lay.cameras)
     except (ConfigError, KeyError, TypeError, ValueError):
         pass  # not our checkpoint format: the nodes report what is wrong with it
     return (width or size or 128, height or width or size or 96)

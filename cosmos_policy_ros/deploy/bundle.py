@@ -24,7 +24,8 @@ take one type each. The module stays free of torch: nodes import it before they 
 
 The metadata also says how the checkpoint must be run: `gripper_convention` (the robot config's gripper
 constants that normalised its training data; `check_gripper_convention` refuses a robot config with
-other ones), `preprocess` (inference/preprocessing.py: how frames and proprio reach the model) and
+other ones), `preprocess` (inference/preprocessing.py: how frames and proprio reach the model, each camera's
+crop included; `check_camera_crops` refuses a camera config stating another) and
 optionally `chunk_mode` (the executor mode a launch graph defaults to, `launch_chunk_mode`, read before any
 node starts). A checkpoint without them is taken to be upstream's released one.
 """
@@ -35,9 +36,10 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from cosmos_policy_ros.config import ConfigError, read_json_object, share_dir
-from cosmos_policy_ros.inference.preprocessing import Preprocessing
+from cosmos_policy_ros.inference.preprocessing import Crop, Preprocessing
 from cosmos_policy_ros.model import released
 from cosmos_policy_ros.model.config import ModelConfig, load_model_config, model_config_from_dict
 from cosmos_policy_ros.robot.aloha import GRIPPER_CONVENTION_KEYS, AlohaRobot, robot_configs_matching
@@ -358,6 +360,26 @@ def check_planning_compatible(policy: CheckpointBundle, planning: CheckpointBund
     if a.layout != b.layout or a.vae != b.vae:
         raise ConfigError(f"{planning.weights}: planning checkpoint has another latent layout or VAE than the policy "
                           f"{policy.weights}")
+    if policy.preprocessing.crop != planning.preprocessing.crop:
+        raise ConfigError(f"{planning.weights}: planning checkpoint was trained on frames cropped "
+                          f"{_crops(planning.preprocessing.crop)}, the policy {policy.weights} on "
+                          f"{_crops(policy.preprocessing.crop)}: fine-tune it with the policy's train.crop")
+
+
+def check_camera_crops(bundle: CheckpointBundle, stated: Mapping[str, Crop | None], source: str) -> None:
+    """The nodes apply the crop the bundle was trained with; a crop the camera config states for one of the
+    model's cameras must be that one (ConfigError, one line naming both). `stated`: camera -> crop or None."""
+    where = bundle.meta_file or bundle.weights
+    for cam in bundle.model_config.layout.cameras:
+        want, have = bundle.preprocessing.crop_of(cam), stated.get(cam)
+        if have is not None and tuple(have) != want:
+            trained = f"the crop {list(want)}" if want else "whole frames (no crop)"
+            raise ConfigError(f"{source}: cameras.{cam}.crop {list(have)} differs from {where}, trained on "
+                              f"{trained}: remove the key (the checkpoint's crop applies) or set it to the same")
+
+
+def _crops(crop: Mapping[str, Crop]) -> str:
+    return ", ".join(f"{c} {list(b)}" for c, b in crop.items()) if crop else "whole (no crop)"
 
 
 def build_engine(bundle: CheckpointBundle, planning: CheckpointBundle | None = None, device: str | None = None):

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     fn = engine_policy(eng, 0, ns.steps) if ns.planning is None else _planner(ns, eng, plans)
     res = evaluate(fn, ns.n, range(ns.first_seed, ns.first_seed + ns.n),
                    task=meta.get("train", {}).get("task", "transfer_cube"), cameras=lay.cameras,
-                   size=lay.image_size, instruction=meta["instruction"], execute=ns.execute, out_dir=ns.out,
+                   size=eng.preprocessing.square_render_side(lay.image_size, lay.cameras),
+                   instruction=meta["instruction"], execute=ns.execute, out_dir=ns.out,
                    safety=not ns.no_safety, record_dir=ns.record)
     print(res.summary())
     if plans:

@@ -119,7 +119,8 @@ class PolicyEngine:
         images = {}
         for cam in lay.cameras:
             try:
-                images[cam] = torch.stack([preprocess_image(o["images"][cam], size, self.preprocessing)
+                images[cam] = torch.stack([preprocess_image(o["images"][cam], size, self.preprocessing,
+                                                            camera=cam)
                                            for o in obs_list])
             except KeyError:
                 raise KeyError(f"observation lacks image {cam!r} (model cameras: {list(lay.cameras)})") from None

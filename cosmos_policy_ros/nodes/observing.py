@@ -20,7 +20,7 @@ from std_msgs.msg import Float32, Header, String
 
 from cosmos_policy_ros import config as cfg
 from cosmos_policy_ros import topics
-from cosmos_policy_ros.deploy.bundle import build_engine, check_gripper_convention, resolve_bundle
+from cosmos_policy_ros.deploy.bundle import build_engine, check_camera_crops, check_gripper_convention, resolve_bundle
 from cosmos_policy_ros.deploy.policy_config import (
     DEFAULT_POLICY_CONFIG,
     PolicyNodeConfig,
@@ -117,6 +117,7 @@ class ObservingNode(Node):
         line); log what can only be assumed (no convention recorded) or will be clipped."""
         for line in check_gripper_convention(bundle, self.robot):
             self.get_logger().warning(line)
+        check_camera_crops(bundle, {n: c.crop for n, c in self.cams.cameras.items()}, "camera_config")
 
     def text_check(self) -> None:
         try:

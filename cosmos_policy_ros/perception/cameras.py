@@ -1,4 +1,4 @@
-"""Camera set of the robot (config/cameras.yaml): names, roles and topics."""
+"""Camera set of the robot (config/cameras.yaml): names, roles, topics and per-camera crops."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from cosmos_policy_ros import config as cfg
+from cosmos_policy_ros.inference.preprocessing import Crop, check_crop
 
 DEFAULT_CAMERA_CONFIG = "cameras.yaml"
 
@@ -22,6 +23,10 @@ class CameraSpec:
     # image_transport publishes it) on <topic>/compressed - ~10x fewer bytes when the policy runs on another
     # machine than the cameras (docs/deployment.md "Lab layout")
     transport: Literal["raw", "compressed"] = "raw"
+    # [x0, y0, x1, y1] fractions of the frame (origin top left) the policy sees, cut out before the resize, e.g.
+    # the workspace of cam_high. A checkpoint records the crop it was trained with and the nodes apply that one;
+    # a crop here must equal it (else the node refuses to start). null: not stated (the checkpoint's applies).
+    crop: Crop | None = None
 
 
 @dataclass
@@ -42,6 +47,9 @@ class CameraConfig:
             raise cfg.ConfigError("width/height: must be positive")
         if self.min_side_px < 1:
             raise cfg.ConfigError(f"min_side_px: must be >= 1, got {self.min_side_px}")
+        for name, spec in self.cameras.items():
+            if spec.crop is not None:
+                check_crop(spec.crop, f"cameras.{name}.crop")
 
     def topic(self, name: str) -> str:
         """The camera's raw image topic."""

@@ -6,11 +6,12 @@ exact config it was trained with (including VAE latent statistics measured in st
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from cosmos_policy_ros.config import read_yaml
+from cosmos_policy_ros.inference.preprocessing import Crop, parse_crops
 from cosmos_policy_ros.model.config import ConfigError, ModelConfig, load_model_config, model_config_from_dict
 
 
@@ -52,6 +53,10 @@ class TrainConfig:
     # camera frame -> layout.image_size as the inference nodes resize (inference/preprocessing.py): "torch" (one
     # antialiased bicubic resize, none at size) or "pil_256_224" (upstream's ALOHA data: PIL bicubic 256, then 224)
     image_resize: str = "torch"
+    # per-camera crop cut from each frame before that resize, [x0, y0, x1, y1] as fractions of the frame, e.g.
+    # {cam_high: [0.2, 0.0, 0.8, 0.6]}: the cache applies it through the nodes' preprocess_image, the bundle
+    # records it (preprocess.crop) and the nodes apply it (docs/training.md "Workspace crop"); {} = whole frames
+    crop: Mapping[str, Crop] = field(default_factory=dict)
     # dtype of the cached latents on disk: float16 (half the bytes) or float32
     latent_dtype: str = "float16"
     # frames per VAE call when encoding (each frame is a 1+4(1+cameras)-pixel-frame prefix)
@@ -111,6 +116,9 @@ def train_config_from_dict(d: Mapping[str, Any] | None, source: str = "<dict>") 
     for k, v in (d or {}).items():
         if k not in fields:
             raise ConfigError(f"{source}: train.{k}: unknown key (known: {', '.join(sorted(fields))})")
+        if k == "crop":
+            kwargs[k] = parse_crops(v, f"{source}: train.crop")
+            continue
         default = getattr(TrainConfig, k)
         if isinstance(default, tuple):
             if not isinstance(v, (list, tuple)) or len(v) != len(default):
@@ -140,7 +148,9 @@ def train_config_from_dict(d: Mapping[str, Any] | None, source: str = "<dict>") 
 
 
 def train_config_to_dict(cfg: TrainConfig) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    out["crop"] = {c: list(box) for c, box in cfg.crop.items()}
+    return out
 
 
 def load_recipe(path: str | Path, model_optional: bool = False) -> tuple[ModelConfig | None, TrainConfig]:

@@ -3,6 +3,9 @@
 In-process (no ROS, no bag): SimAloha + ScriptedDemonstrator -> `episode_<seed>.hdf5`, so training
 does not depend on the recording path. Renders only the cameras the model layout uses, at the
 model's input size, because rendering dominates the cost (~12 ms per camera-frame at 64x64 here).
+With a recipe whose train.crop cuts a workspace out of a camera (`--recipe`), the frames are rendered larger
+(Preprocessing.square_render_side, as the in-process evaluation and the demo graph render for that bundle)
+and stored whole: the latent cache crops and resizes them with the nodes' own preprocess_image.
 """
 from __future__ import annotations
 
@@ -12,9 +15,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from cosmos_policy_ros.config import config_path
 from cosmos_policy_ros.data.aloha_hdf5 import read_episode, write_episode
 from cosmos_policy_ros.data.stats import compute_statistics, write_statistics
 from cosmos_policy_ros.errors import run_main
+from cosmos_policy_ros.inference.preprocessing import Preprocessing
+from cosmos_policy_ros.train.config import load_recipe
 
 INSTRUCTIONS = {
     "transfer_cube": "pick up the red cube with the right arm and hand it over to the left arm",
@@ -24,8 +30,10 @@ INSTRUCTIONS = {
 
 def generate_demos(out_dir: str | Path, n: int, *, task: str = "transfer_cube", first_seed: int = 0,
                    cameras: Sequence[str] = ("cam_high",), size: int = 64, keep_failures: bool = False,
-                   progress: bool = True) -> dict:
-    """Write n successful demos (seeds first_seed, first_seed+1, ...; failed seeds skipped unless kept)."""
+                   progress: bool = True, compression: str | None = None) -> dict:
+    """Write n successful demos (seeds first_seed, first_seed+1, ...; failed seeds skipped unless kept).
+
+    size: px, square renders; compression: of the frames (h5py name, e.g. "gzip"; larger renders need it)."""
     from cosmos_policy_ros.sim.episodes import run_demo_episode
     from cosmos_policy_ros.sim.sim_aloha import SimAloha
 
@@ -40,7 +48,7 @@ def generate_demos(out_dir: str | Path, n: int, *, task: str = "transfer_cube", 
             if ep.success or keep_failures:
                 path = out / f"episode_{seed:05d}.hdf5"
                 write_episode(path, ep.qpos, ep.qvel, ep.actions, ep.images, success=ep.success, task=task,
-                              instruction=INSTRUCTIONS.get(task, task), seed=seed)
+                              instruction=INSTRUCTIONS.get(task, task), seed=seed, compression=compression)
                 written.append(path.name)
             else:
                 skipped.append(seed)
@@ -58,6 +66,21 @@ def generate_demos(out_dir: str | Path, n: int, *, task: str = "transfer_cube", 
     return info
 
 
+def recipe_cameras(recipe: str) -> tuple[list[str], int]:
+    """(cameras, square render side) a recipe's demos are rendered with: its layout's cameras, large enough that
+    each camera's train.crop still spans the model's image_size."""
+    model, train = load_recipe(resolve_recipe(recipe))
+    lay = model.layout
+    side = Preprocessing(crop=dict(train.crop)).square_render_side(lay.image_size, lay.cameras)
+    return list(lay.cameras), side
+
+
+def resolve_recipe(recipe: str) -> Path:
+    """A recipe path as given, else config/train/<name>."""
+    p = Path(recipe)
+    return p if p.is_file() else config_path(Path("train") / recipe)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="cosmos-aloha gen-demos", description=__doc__.splitlines()[0])
     p.add_argument("out_dir")
@@ -66,9 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--cameras", default="cam_high", help="comma-separated camera names")
     p.add_argument("--size", type=int, default=64, help="square render size (the model's image_size)")
+    p.add_argument("--recipe", default="", help="training recipe (config/train/*.yaml): its cameras, and the "
+                   "render size its image_size and train.crop need (overrides --cameras/--size)")
     ns = p.parse_args(argv)
-    info = generate_demos(ns.out_dir, ns.n, task=ns.task, first_seed=ns.first_seed,
-                          cameras=[c for c in ns.cameras.split(",") if c], size=ns.size)
+    cameras, size = [c for c in ns.cameras.split(",") if c], ns.size
+    if ns.recipe:
+        cameras, size = recipe_cameras(ns.recipe)
+    info = generate_demos(ns.out_dir, ns.n, task=ns.task, first_seed=ns.first_seed, cameras=cameras, size=size,
+                          compression="gzip" if size > 64 else None)
     print(f"wrote {len(info['episodes'])} episodes to {ns.out_dir} in {info['seconds']} s "
           f"(failed demo seeds skipped: {info['failed_seeds']})")
     return 0

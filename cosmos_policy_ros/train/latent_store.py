@@ -65,7 +65,7 @@ class EncodeSettings:
     vae: str                       # vae_fingerprint
     image_size: int
     cameras: tuple[str, ...]
-    preprocess: dict               # Preprocessing fields (resize mode; never the test-time crop)
+    preprocess: dict               # Preprocessing fields (resize mode, per-camera crop; never the test-time crop)
     copies: int                    # augmented copies per frame; 0 = one un-augmented copy
     augment_seed: int | None       # seed of the augmentation parameters (None when copies == 0)
     augment_ranges: dict = field(default_factory=dict)
@@ -106,14 +106,16 @@ class FrameEncoder:
         s = self.settings.image_size
         return self._encode(torch.zeros(1, 3, 1, s, s, dtype=torch.uint8))[0, :, 0].cpu().numpy()
 
-    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 (n,H,W,3) raw frames -> (n,S,S,3) through the inference nodes' preprocess_image."""
+    def preprocess(self, frames: np.ndarray, camera: str | None = None) -> torch.Tensor:
+        """uint8 (n,H,W,3) raw frames of `camera` -> (n,S,S,3) through the inference nodes' preprocess_image
+        (its crop included)."""
         size = self.settings.image_size
-        return torch.stack(list(self.pool.map(lambda f: preprocess_image(f, size, self.prep), frames)))
+        return torch.stack(list(self.pool.map(lambda f: preprocess_image(f, size, self.prep, camera=camera),
+                                              frames)))
 
     def encode(self, episode: str, frames: dict[str, np.ndarray]) -> np.ndarray:
         """Raw frames per camera (n,H,W,3) -> float32 (copies, n, cameras, C, h, w)."""
-        pre = {cam: self.preprocess(frames[cam]).to(self.device) for cam in self.layout.cameras}
+        pre = {cam: self.preprocess(frames[cam], cam).to(self.device) for cam in self.layout.cameras}
         out = []
         for copy in range(self.settings.num_copies):
             z = self._encode(prefix_video(self.view(episode, pre, copy), self.layout))   # (n, C, 2+K, h, w)

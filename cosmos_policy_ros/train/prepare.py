@@ -57,8 +57,9 @@ def episode_files(data_dirs: str | Path | Sequence[str | Path], max_episodes: in
 
 
 def training_preprocessing(train_cfg: TrainConfig) -> Preprocessing:
-    """How the cache turns a camera frame into the model's input (before augmentation): no crop."""
-    return dataclasses.replace(TRAINER, resize=train_cfg.image_resize, center_crop=False)
+    """How the cache turns a camera frame into the model's input (before augmentation): the recipe's per-camera
+    crop, its resize, no test-time centre crop."""
+    return dataclasses.replace(TRAINER, resize=train_cfg.image_resize, center_crop=False, crop=dict(train_cfg.crop))
 
 
 def inference_preprocessing(train_cfg: TrainConfig) -> Preprocessing:
@@ -68,6 +69,9 @@ def inference_preprocessing(train_cfg: TrainConfig) -> Preprocessing:
 
 
 def encode_settings(model: CosmosPolicyModel, train_cfg: TrainConfig) -> EncodeSettings:
+    unknown = sorted(set(train_cfg.crop) - set(model.layout.cameras))
+    if unknown:
+        raise ValueError(f"train.crop: camera(s) {unknown} not among the model cameras {list(model.layout.cameras)}")
     copies = train_cfg.augment_copies
     return EncodeSettings(vae=vae_fingerprint(model.vae), image_size=model.cfg.layout.image_size,
                           cameras=tuple(model.layout.cameras),

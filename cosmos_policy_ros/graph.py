@@ -250,11 +250,28 @@ def resolve_mode_arguments(graph: GraphConfig, mode: str, given: dict[str, str] 
             if spec.required_on_robot and name in used and args[name] == "":
                 what = "<folder>" if spec.type == "path" else "<value>"
                 raise cfg.ConfigError(f"use_sim is false: {name}:={what} is required; {spec.required_on_robot}")
+    if args.get("lockstep") == "true":
+        _lockstep_arguments(graph, mode, args)
     for name, value in graph.mode_defaults.get(mode, {}).items():
         if args[name] == "":
             stated = launch_chunk_mode(args.get("policy_checkpoint", ""), mode) if name == "chunk_mode" else None
             args[name] = check_argument(name, graph.arguments[name], stated or value)
     return args
+
+
+def _lockstep_arguments(graph: GraphConfig, mode: str, args: dict[str, str]) -> None:
+    """lockstep:=true: only the sim can wait for the executor, and the executor waits for whole chunks
+    (synchronous); anything else is refused in one line. Sets chunk_mode synchronous."""
+    if args.get("use_sim") != "true":
+        raise cfg.ConfigError("lockstep:=true needs the simulated ALOHA (use_sim:=true): only the sim can wait "
+                              "for the executor's commands")
+    if "executor" not in started_keys(graph, mode, args):
+        raise cfg.ConfigError(f"lockstep:=true needs the executor to drive the sim; mode {mode} does not start it "
+                              "(modes direct, planning)")
+    if args.get("chunk_mode", "") not in ("", "synchronous"):
+        raise cfg.ConfigError(f"lockstep:=true runs chunk_mode synchronous (the sim waits while the policy computes "
+                              f"each chunk), got chunk_mode:={args['chunk_mode']}")
+    args["chunk_mode"] = "synchronous"
 
 
 def started_keys(graph: GraphConfig, mode: str, args: dict[str, str]) -> list[str]:
@@ -284,6 +301,8 @@ def resolve(mode: str, given: dict[str, str] | None = None, graph: GraphConfig |
     for key in started_keys(graph, mode, args):
         t = graph.nodes[key]
         params = tuple((k, _substitute(v, args, graph.arguments)) for k, v in t.parameters.items())
+        if args.get("lockstep") == "true":  # every node on the sim's /clock
+            params += (("use_sim_time", True),)
         remaps = tuple((a, str(_substitute(b, args, graph.arguments))) for a, b in t.remappings.items())
         specs.append(NodeSpec(key, t.executable, t.module, t.name, params, remaps, package=t.package,
                               arguments=tuple(_fill_argument(a, args) for a in t.arguments)))

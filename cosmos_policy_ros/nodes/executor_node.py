@@ -21,7 +21,10 @@ Topics (names in cosmos_policy_ros/topics.py; rename by remapping):
 Services (std_srvs/Trigger): EXECUTOR_SERVICES /cosmos/executor/{start,stop,home,sleep}; start and home
 from IDLE first let the backend prepare (interbotix/sim: gripper reboot and driver modes, ~1 s).
 Parameters: config (executor yaml); robot_config, backend, chunk_mode, autostart override the yaml
-when set.
+when set. lockstep (the graph's lockstep:=true; synchronous chunk mode only): the loop ticks once per
+simulated step (StepLoop: the step's /clock and both arms' joint states are there) on simulated time,
+and sends nothing while it waits for a chunk, so the lockstep sim waits too (ExecutorCore). Watchdogs and
+chunk checks then run on simulated time; the status and autostart timers on the steady clock.
 
 Run: python -m cosmos_policy_ros.nodes.executor_node --ros-args -p backend:=sim -p chunk_mode:=blend
 """
@@ -34,8 +37,12 @@ import time
 from typing import Literal
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Header
 from std_srvs.srv import Trigger
@@ -44,14 +51,14 @@ from cosmos_policy_ros import topics
 from cosmos_policy_ros.config import ConfigError
 from cosmos_policy_ros.errors import CosmosError, one_line
 from cosmos_policy_ros.msg import ActionChunk, ExecutorStatus
-from cosmos_policy_ros.nodes.chunk_msgs import chunk_from_msg, time_msg
+from cosmos_policy_ros.nodes.chunk_msgs import chunk_from_msg, seconds, time_msg
 from cosmos_policy_ros.nodes.common import config_overrides, declare, field_types, run_node
 from cosmos_policy_ros.nodes.log_throttle import ThrottledLog
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.robot.backends.base import Backend, apply_tick
 from cosmos_policy_ros.robot.executor_config import ExecutorConfig, load_executor_config
 from cosmos_policy_ros.robot.executor_core import IDLE, ExecutorCore
-from cosmos_policy_ros.robot.rate_loop import RateLoop
+from cosmos_policy_ros.robot.rate_loop import RateLoop, StepLoop
 from cosmos_policy_ros.robot.scheduler import MODES, ChunkError
 
 
@@ -71,8 +78,13 @@ class ExecutorNode(Node):
     def __init__(self, **kwargs):
         super().__init__("cosmos_executor", **kwargs)
         self.cfg = cfg = self._load_config()
+        self.lockstep = declare(self, "lockstep", False)
+        if self.lockstep:
+            self.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+        self._stamps = {"clock": -1, 0: -1, 1: -1}  # lockstep: ns of the newest /clock and joint states per arm
+        self._sim_now = -1.0  # lockstep: simulated time of the newest complete step (none yet)
         self.robot = AlohaRobot.from_yaml(cfg.robot_config)
-        self.core = ExecutorCore(self.robot, cfg)
+        self.core = ExecutorCore(self.robot, cfg, lockstep=self.lockstep)
         self.backend = make_backend(cfg.backend, self, self.robot, cfg)
         self.backend.open()
         self._wire()
@@ -80,10 +92,12 @@ class ExecutorNode(Node):
         self.last_rejection = ""
         log = self.get_logger()
         self._reject_log = ThrottledLog(lambda line: log.warning(line), cfg.log_throttle_s)
-        self.loop = RateLoop(1.0 / cfg.rate_hz, self._tick, name="executor-loop", on_error=self._loop_error,
-                             priority=cfg.loop_priority)
+        self.loop = StepLoop(1.0 / cfg.rate_hz, self._tick_at, name="executor-loop", on_error=self._loop_error) \
+            if self.lockstep else RateLoop(1.0 / cfg.rate_hz, self._tick, name="executor-loop",
+                                           on_error=self._loop_error, priority=cfg.loop_priority)
         self.get_logger().info(
-            f"executor: backend={cfg.backend} mode={cfg.scheduler.mode} rate={cfg.rate_hz} Hz "
+            f"executor: backend={cfg.backend} mode={cfg.scheduler.mode} "
+            f"{'lockstep (one tick per simulated step)' if self.lockstep else f'rate={cfg.rate_hz} Hz'} "
             f"chunk_timeout={cfg.watchdog.chunk_timeout_s} s; state IDLE (call {topics.EXECUTOR_SERVICES}/start)")
 
     def _load_config(self) -> ExecutorConfig:
@@ -110,10 +124,30 @@ class ExecutorNode(Node):
                                 lambda req, res, name=name: self._on_service(name, res), callback_group=group)
         self.status_pub = self.create_publisher(ExecutorStatus, topics.EXECUTOR_STATUS, 10)
         self.request_pub = self.create_publisher(Header, topics.CHUNK_REQUEST, 10)
-        self.create_timer(1.0 / self.cfg.status_rate_hz, self._publish_status, callback_group=group)
+        self.create_timer(1.0 / self.cfg.status_rate_hz, self._publish_status, callback_group=group,
+                          clock=self._timer_clock())
+        if self.lockstep:
+            self.create_subscription(Clock, "/clock", lambda m: self._step_seen("clock", m.clock), 10,
+                                     callback_group=group)
+
+    def _timer_clock(self):
+        """Lockstep: timers on the steady clock (simulated time stands still while the sim waits)."""
+        return RosClock(clock_type=ClockType.STEADY_TIME) if self.lockstep else None
 
     def now_s(self) -> float:
+        if self.lockstep:  # the newest step seen (a start between steps seeds from the joint states of it)
+            return max(self._sim_now, max(self._stamps.values()) * 1e-9)
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _step_seen(self, stream, stamp) -> None:
+        """Lockstep: a sim step is there for the loop once its /clock and both arms' joint states are."""
+        ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        if ns > self._stamps[stream]:
+            self._stamps[stream] = ns
+        t = min(self._stamps.values())
+        if t >= 0 and t * 1e-9 > self._sim_now:
+            self._sim_now = t * 1e-9
+            self.loop.advance(self._sim_now)
 
     # ---- the loop thread -------------------------------------------------------------------------
     def start_loop(self) -> None:
@@ -134,7 +168,7 @@ class ExecutorNode(Node):
                 except OSError as exc:
                     self.get_logger().warning(f"callback thread stays at normal priority: {exc}")
         if self.cfg.autostart:
-            self._autostart_timer = self.create_timer(0.1, self._try_autostart)
+            self._autostart_timer = self.create_timer(0.1, self._try_autostart, clock=self._timer_clock())
 
     def _try_autostart(self) -> None:
         if not all(w.last > -math.inf for w in self.core.state_watch):
@@ -157,7 +191,10 @@ class ExecutorNode(Node):
         return getattr(self.core, name)(self.now_s())
 
     def _tick(self) -> None:
-        now = self.now_s()
+        self._tick_at(self.now_s())
+
+    def _tick_at(self, now: float) -> bool:
+        """One tick at ``now``; whether a command went out (lockstep: the sim steps on it)."""
         q = self.backend.read()
         if q is not None:
             self.core.on_measured(q, now)
@@ -168,6 +205,7 @@ class ExecutorNode(Node):
         if out.request:
             deadline = out.request_deadline if math.isfinite(out.request_deadline) else now
             self.request_pub.publish(Header(frame_id=self.cfg.scheduler.mode, stamp=time_msg(deadline)))
+        return out.command is not None
 
     def _loop_error(self, exc: BaseException) -> None:
         self.get_logger().error(f"executor tick failed: {type(exc).__name__}: {exc}", throttle_duration_sec=1.0)
@@ -182,6 +220,8 @@ class ExecutorNode(Node):
             self._rejected(f"chunk seq {msg.sequence} from '{msg.source}' rejected: {exc}", "invalid")
             return
         ok, reason = self.core.on_chunk(chunk, now)
+        if ok and self.lockstep:
+            self.loop.poke()  # play it from this very step
         if not ok:
             # "chunk seq 7 from 'policy' rejected: stale: ..." -> kind "stale"
             self._rejected(reason, reason.split("rejected: ", 1)[-1].split(":", 1)[0][:40])
@@ -197,6 +237,10 @@ class ExecutorNode(Node):
         except ValueError as exc:
             self.get_logger().error(f"joint state ignored: {exc}", throttle_duration_sec=5.0)
             return
+        if self.lockstep:  # the step's own time: the tick at that step sees it fresh
+            self._step_seen(side, msg.header.stamp)
+            self.core.on_arm_state(side, q7, seconds(msg.header.stamp))
+            return
         self.core.on_arm_state(side, q7, self.now_s())
 
     def _on_estop(self, msg: Bool) -> None:
@@ -208,6 +252,8 @@ class ExecutorNode(Node):
         else:
             ok, message = getattr(self.core, name)(self.now_s())
         res.success, res.message = bool(ok), message
+        if ok and self.lockstep:
+            self.loop.poke()
         if not ok:
             self.get_logger().warning(f"{name} refused: {message}")
         return res

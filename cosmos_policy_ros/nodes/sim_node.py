@@ -23,6 +23,10 @@ Parameters time_mode, task, seed, width, height, camera_rate_hz and cameras (com
 config/sim_node.yaml when set. Status on topics.SIM_STATUS, episode reset on topics.SIM_RESET.
 With `viewer` (parameter viewer:=true or the yaml's viewer.enabled) the render thread also renders the
 viewer view (sim/viewer.py: large, for people) at viewer.rate_hz of simulated time on topics.SIM_VIEWER.
+Strict lockstep (parameter lockstep:=true, the graph's lockstep argument; docs/sim.md "Lockstep"): the sim
+steps only on the executor's complete command set (arm and gripper of both arms), so time stands still
+while the policy computes; the policy's chunk request makes it render the cameras at that very time;
+/clock never runs backwards across resets; an episode ends (time stops) at its horizon or on success.
 """
 from __future__ import annotations
 
@@ -33,11 +37,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock as Clock_
+from rclpy.clock import ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
 from cosmos_policy_ros import config as cfg
 from cosmos_policy_ros import topics
@@ -99,6 +105,14 @@ class FrameSlot:
 class SimNodeConfig:
     time_mode: Literal["wall", "fast", "lockstep"] = "wall"
     lockstep_timeout_s: float = 0.2
+    # strict lockstep: never step without the command set; the episode ends at its horizon or on success
+    lockstep_strict: bool = False
+    # s of wall time without a command set after which strict lockstep reports a stalled graph (one line)
+    lockstep_stall_report_s: float = 30.0
+    # s of wall time between re-publications of the current joint states and /clock while strict lockstep waits
+    lockstep_heartbeat_s: float = 0.1
+    # s simulated per episode in strict lockstep; 0 = the task's episode_steps (the in-process horizon)
+    lockstep_episode_s: float = 0.0
     camera_rate_hz: float = 25.0
     cameras: list[str] = field(default_factory=lambda: ["cam_high", "cam_left_wrist", "cam_right_wrist", "cam_low"])
     width: int = 640
@@ -113,6 +127,9 @@ class SimNodeConfig:
         self.viewer.validate()
         if self.camera_rate_hz <= 0 or self.status_rate_hz <= 0 or self.lockstep_timeout_s <= 0:
             raise cfg.ConfigError("camera_rate_hz, status_rate_hz and lockstep_timeout_s must be positive")
+        if self.lockstep_stall_report_s <= 0 or self.lockstep_heartbeat_s <= 0 or self.lockstep_episode_s < 0:
+            raise cfg.ConfigError("lockstep_stall_report_s and lockstep_heartbeat_s must be positive, "
+                                  "lockstep_episode_s >= 0")
         if self.width <= 0 or self.height <= 0:
             raise cfg.ConfigError("width/height must be positive")
 
@@ -121,12 +138,16 @@ class SimNode(Node):
     def __init__(self):
         super().__init__("aloha_sim")
         overrides = config_overrides(self, {**field_types(SimNodeConfig, "time_mode", "task", "width", "height",
-                                                          "seed", "camera_rate_hz"),
+                                                          "seed", "camera_rate_hz", "lockstep_episode_s"),
                                             "cameras": str,  # comma-separated subset of the configured cameras
                                             "viewer": bool})  # viewer.enabled
         if "cameras" in overrides:
             overrides["cameras"] = [c.strip() for c in overrides["cameras"].split(",") if c.strip()]
         viewer_on = overrides.pop("viewer", None)
+        if declare(self, "lockstep", False):  # the graph's lockstep:=true
+            if overrides.get("time_mode", "lockstep") != "lockstep":
+                raise cfg.ConfigError(f"lockstep:=true runs time_mode lockstep, got time_mode {overrides['time_mode']}")
+            overrides.update(time_mode="lockstep", lockstep_strict=True)
         self.cfg = cfg.load(SimNodeConfig, declare(self, "config", "sim_node.yaml"), overrides)
         if viewer_on is not None:
             self.cfg.viewer.enabled = viewer_on
@@ -143,6 +164,15 @@ class SimNode(Node):
         self._cmd_lock = threading.Lock()
         self._fresh = {"left": False, "right": False}
         self._cmd_event = threading.Event()
+        c = self.cfg
+        self._strict = c.time_mode == "lockstep" and c.lockstep_strict
+        self._kinds = {"group", "single"} if self._strict else {"group"}  # a complete command set per arm
+        self._clock_offset = 0.0  # strict lockstep: /clock = offset + episode time, never backwards
+        self._last_stamp = None  # stamp of the step last published
+        self._rendered = False  # whether the step last published has its images
+        self._render_request = False  # strict lockstep: the policy was asked at the current step
+        self._done = False  # strict lockstep: the episode is over, time stands still until a reset
+        self._horizon = 0
         self._pending_reset: tuple[str, int] | None = None
         self.drivers: dict[str, tuple[XsDriverEmulation, XsDriverServer]] = {}
         self._apply_locks = {s: threading.Lock() for s in self.robot.config.arms}
@@ -160,7 +190,12 @@ class SimNode(Node):
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.status_pub = self.create_publisher(String, topics.SIM_STATUS, latched)
         self.create_service(ResetEpisode, topics.SIM_RESET, self._on_reset)
-        self.create_timer(1.0 / self.cfg.status_rate_hz, self._publish_status)
+        # steady: the status must go on while simulated time stands still (lockstep; use_sim_time)
+        self.create_timer(1.0 / self.cfg.status_rate_hz, self._publish_status,
+                          clock=Clock_(clock_type=ClockType.STEADY_TIME))
+        if self._strict:  # the chunk request: render the cameras at the time the policy is asked
+            self.create_subscription(Header, topics.CHUNK_REQUEST, self._on_chunk_request, 10,
+                                     callback_group=MutuallyExclusiveCallbackGroup())
 
         # A thread that wants the GIL waits up to the switch interval (default 5 ms) while another runs
         # Python (image conversion, command callbacks); the physics thread takes it several times a step.
@@ -195,12 +230,25 @@ class SimNode(Node):
             self.sim.set_torque(side, emu.torque_mask())
 
     def _on_command(self, side: str, kind: str) -> None:
-        if kind != "group":
+        if kind not in self._kinds:
             return
         with self._cmd_lock:
-            self._fresh[side] = True
-            if all(self._fresh.values()):
+            if self._strict:  # arm and gripper of both arms: the executor's whole tick
+                fresh = self._fresh[side] or set()
+                fresh.add(kind)
+                self._fresh[side] = fresh
+                complete = all(f and f >= self._kinds for f in self._fresh.values())
+            else:
+                self._fresh[side] = True
+                complete = all(self._fresh.values())
+            if complete:
                 self._cmd_event.set()
+
+    def _on_chunk_request(self, msg) -> None:
+        """Strict lockstep: a chunk request for the step on show renders it (if it was not a render step)."""
+        last, asked = self._last_stamp, msg.stamp
+        if last is not None and abs((asked.sec - last.sec) + (asked.nanosec - last.nanosec) * 1e-9) < 1e-6:
+            self._render_request = True
 
     @property
     def bad_commands(self) -> int:
@@ -229,7 +277,8 @@ class SimNode(Node):
         self.status_pub.publish(String(data=(
             f'{{"task": "{s.task_name}", "seed": {s.seed}, "step": {s.step_count}, "time": {s.time:.3f}, '
             f'"stage": {s.stage()}, "max_stage": {s.max_stage}, "success": {str(s.success()).lower()}, '
-            f'"bad_commands": {self.bad_commands}, "frames_replaced": {self._frames.replaced}}}')))
+            f'"bad_commands": {self.bad_commands}, "frames_replaced": {self._frames.replaced}, '
+            f'"done": {str(self._done).lower()}}}')))
 
     # ---- render thread -----------------------------------------------------------------------
     def _render_main(self) -> None:
@@ -288,23 +337,37 @@ class SimNode(Node):
     def _run(self) -> None:
         c = self.cfg
         render_every = max(1, round(1.0 / (c.camera_rate_hz * self.sim.dt)))
-        self._publish_step(render=True)
+        self._horizon = self._episode_steps()
+        self._publish_step(render=True, observe=not self._strict)
         next_t = time.monotonic()
         while self._running and self.context.ok():
             if self._pending_reset is not None:
                 task, seed = self._pending_reset
+                last_time = self.sim.time
                 self.sim.reset(task, None if seed < 0 else seed)
                 for side, (emu, _) in self.drivers.items():  # the motors were moved: goal := present
                     emu.set_present(self.sim.joint_state(side).position[:7])
                     self._apply_driver(side)
                 self.get_logger().info(f"reset: task {task}, seed {self.sim.seed}")
+                if self._strict:  # the new episode's first state, on a clock that goes on
+                    self._clock_offset += last_time + self.sim.dt
+                    self._horizon, self._done = self._episode_steps(), False
+                    with self._cmd_lock:
+                        self._cmd_event.clear()
+                        self._fresh = {k: False for k in self._fresh}
+                    self._publish_step(render=True, observe=False)
                 self._pending_reset = None
-            if c.time_mode == "lockstep":
+            if self._strict:
+                if not self._await_command_set():
+                    continue  # a reset came in, or the node is stopping
+            elif c.time_mode == "lockstep":
                 self._cmd_event.wait(c.lockstep_timeout_s)
                 with self._cmd_lock:
                     self._cmd_event.clear()
                     self._fresh = {k: False for k in self._fresh}
             self.sim.step()
+            if self._strict:
+                self._done = self.sim.success() or self.sim.step_count >= self._horizon
             self._publish_step(render=self.sim.step_count % render_every == 0)
             if c.time_mode == "wall":
                 next_t += self.sim.dt
@@ -314,26 +377,80 @@ class SimNode(Node):
                 elif delay < -0.25:  # far behind: do not try to catch up in a burst
                     next_t = time.monotonic()
 
-    def _publish_step(self, render: bool) -> None:
-        """Joint states (and /clock) of the step just taken; on a render step, its snapshot to the renderer."""
-        sim_time = self.sim.time
+    # ---- strict lockstep ---------------------------------------------------------------------------
+    def _episode_steps(self) -> int:
+        c = self.cfg
+        if c.lockstep_episode_s > 0:
+            return max(1, round(c.lockstep_episode_s / self.sim.dt))
+        return int(self.sim.tasks_cfg[self.sim.task_name].episode_steps)
+
+    def _await_command_set(self) -> bool:
+        """Strict lockstep: until the executor's command set for this step (True), a reset or a stop (False).
+
+        Meanwhile: render the current step when the policy is asked at it, re-publish the current joint
+        states and /clock (the driver client waits for fresh ones; late subscribers learn the time), and
+        report once when nothing came for lockstep_stall_report_s. Never steps on a timeout.
+        """
+        c = self.cfg
+        waited_from = next_beat = time.monotonic()
+        reported = False
+        while self._running and self.context.ok():
+            if self._cmd_event.wait(0.005):
+                with self._cmd_lock:
+                    self._cmd_event.clear()
+                    self._fresh = {k: False for k in self._fresh}
+                if not self._done:
+                    return True
+            if self._pending_reset is not None:
+                return False
+            if self._render_request:
+                self._render_request = False
+                if not self._rendered:
+                    self._rendered = True
+                    self._frames.put((self.sim.snapshot(), self._last_stamp))
+                    self._frames.wait_empty(timeout=30.0)
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + c.lockstep_heartbeat_s
+                if not self._done:
+                    self._publish_joint_states(self._last_stamp, observe=False)
+                    self.clock_pub.publish(Clock(clock=self._last_stamp))
+            if not reported and not self._done and now - waited_from > c.lockstep_stall_report_s:
+                reported = True
+                self.get_logger().warning(
+                    f"lockstep: no command set from the executor for {now - waited_from:.0f} s at simulated "
+                    f"{self.sim.time:.2f} s (executor stopped, or waiting for a chunk); the sim waits")
+        return False
+
+    def _publish_step(self, render: bool, observe: bool = True) -> None:
+        """Joint states (and /clock) of the step just taken; on a render step, its snapshot to the renderer.
+
+        Strict lockstep: the step that ends an episode publishes no /clock, so no node ticks after it."""
+        sim_time = self.sim.time + self._clock_offset
         stamp = time_msg(sim_time) if self.clock_pub is not None else self.get_clock().now().to_msg()
-        if self.clock_pub is not None:
+        self._last_stamp, self._rendered = stamp, render
+        if self.clock_pub is not None and not self._done:
             self.clock_pub.publish(Clock(clock=stamp))
+        self._publish_joint_states(stamp, observe)
+        if render:
+            self._frames.put((self.sim.snapshot(), stamp))
+            if self.cfg.time_mode != "wall":  # simulated time: every k-th step has its images
+                self._frames.wait_empty(timeout=30.0)
+
+    def _publish_joint_states(self, stamp, observe: bool) -> None:
+        """Both followers' joint states; ``observe``: the emulated motors see the step (fault timers)."""
         for side, pub in self.js_pubs.items():
             js = self.sim.joint_state(side)
             msg = JointState(name=list(js.name), position=js.position.tolist(), velocity=js.velocity.tolist(),
                              effort=js.effort.tolist())
             msg.header.stamp = stamp
             pub.publish(msg)
+            if not observe:
+                continue
             emu, server = self.drivers[side]
             if emu.observe(js.position[:7], js.velocity[:7], self.sim.dt, self._gripper_range):  # a fault, ...
                 self._apply_driver(side)
                 server.flush_events()
-        if render:
-            self._frames.put((self.sim.snapshot(), stamp))
-            if self.cfg.time_mode != "wall":  # simulated time: every k-th step has its images
-                self._frames.wait_empty(timeout=30.0)
 
     def close(self) -> None:
         """Stop physics first, then the render thread, which frees the GL contexts itself: they belong to it,

@@ -12,6 +12,11 @@ States (ExecutorStatus.state):
 Every command — chunk targets, holds, pose moves — passes through the same SafetyFilter.
 Torque is only ever switched off after a completed sleep move with the arm measured at the sleep
 pose, and only if ``motion.torque_off_after_sleep`` is set.
+
+Lockstep (``lockstep=True``, synchronous chunk mode only): ``now`` is simulated time, one tick per sim
+step, and a RUNNING tick with no chunk to play sends NO command (not even a hold): the lockstep sim
+waits for the command, so simulated time stands still until the requested chunk arrives and the
+chunk is played from the very step it was observed at (as the in-process evaluation does).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cosmos_policy_ros.config import ConfigError
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.robot.executor_config import ExecutorConfig
 from cosmos_policy_ros.robot.motion import PoseMove
@@ -41,13 +47,19 @@ class TickOutput:
 
 
 class ExecutorCore:
-    def __init__(self, robot: AlohaRobot, config: ExecutorConfig | None = None):
+    def __init__(self, robot: AlohaRobot, config: ExecutorConfig | None = None, lockstep: bool = False):
         self.robot = robot
         self.config = config or ExecutorConfig()
         self.config.validate()
+        if lockstep and self.config.scheduler.mode != "synchronous":
+            raise ConfigError(f"lockstep runs chunk_mode synchronous (the sim waits while the policy computes), "
+                              f"got chunk_mode {self.config.scheduler.mode}")
+        self.lockstep = lockstep
         self.dt = 1.0 / self.config.rate_hz
         self.safety = SafetyFilter(robot, self.config.safety, self.dt)
         self.scheduler = ChunkScheduler(self.config.scheduler)
+        if lockstep:
+            self.scheduler.end_tolerance_s = 0.5 * self.dt
         wd = self.config.watchdog
         self.chunk_watch = Freshness(wd.chunk_timeout_s)
         self.state_watch = [Freshness(wd.joint_state_timeout_s) for _ in range(2)]
@@ -186,6 +198,9 @@ class ExecutorCore:
                 self._update_holding(now, fresh)
                 target = None if self.holding else self.scheduler.target(now)
                 hold = target is None
+                if hold and self.lockstep and not self.holding:  # no chunk: ask, send nothing, time waits
+                    out.request, out.request_deadline = self.scheduler.wants_request(now), now
+                    return out
             res = self.safety.filter(target, self.last_command, measured, hold=hold,
                                      inward_from_previous=self.mode == MOVING, previous_step=self.last_step)
             if res.intervened:
@@ -195,7 +210,7 @@ class ExecutorCore:
             out.command = res.command
             if self.mode == MOVING:
                 out.torque_off = self._finish_move(now, measured)
-            if self.mode == RUNNING:
+            if self.mode == RUNNING and (not self.lockstep or self.holding):  # lockstep asks when dry (above)
                 out.request = self.scheduler.wants_request(now)
                 d = self.scheduler.request_deadline()
                 out.request_deadline = now if d is None else d

@@ -96,3 +96,74 @@ class RateLoop:
                 self._stop.wait(remaining)
             while clock() < deadline:
                 pass
+
+
+class StepLoop:
+    """Lockstep: one tick per simulated step, on its own thread, instead of a wall-clock rate.
+
+    ``advance(t)`` (callbacks) says the step at simulated time ``t`` is there (its /clock and both arms'
+    joint states); the loop then calls ``fn(t)``, which returns whether it sent a command. A tick that
+    sent nothing (the executor waits for a chunk: the sim waits for it, so time stands still) is tried
+    again at the same ``t`` on ``poke()`` (a chunk arrived) or every ``retry_s`` of wall time. Stats are
+    wall-clock periods between ticks that sent a command: how fast the graph runs, not a control rate.
+    """
+
+    def __init__(self, period: float, fn: Callable[[float], bool], name: str = "step-loop", retry_s: float = 0.02,
+                 on_error: Callable[[BaseException], None] | None = None):
+        self.period, self.fn, self.retry_s, self.on_error = period, fn, retry_s, on_error
+        self.stats = LoopStats(period)
+        self.priority_error = ""
+        self._cond = threading.Condition()
+        self._available: float | None = None  # newest step that is there
+        self._done: float | None = None  # newest step a command was sent for
+        self._poked = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def advance(self, t: float) -> None:
+        with self._cond:
+            if self._available is None or t > self._available:
+                self._available, self._poked = t, True
+                self._cond.notify_all()
+
+    def poke(self) -> None:
+        with self._cond:
+            self._poked = True
+            self._cond.notify_all()
+
+    def _due(self) -> bool:
+        return self._available is not None and (self._done is None or self._available > self._done)
+
+    def _run(self) -> None:
+        last_sent = None
+        while not self._stop.is_set():
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop.is_set() or (self._due() and self._poked), self.retry_s)
+                self._poked = False
+                if self._stop.is_set() or not self._due():
+                    continue
+                t = self._available
+            try:
+                sent = self.fn(t)
+            except Exception as exc:  # noqa: BLE001 - the loop must survive a bad tick
+                sent = False
+                if self.on_error:
+                    self.on_error(exc)
+            self.stats.ticks += 1
+            if sent:
+                with self._cond:
+                    self._done = t
+                now = time.monotonic()
+                if last_sent is not None:
+                    self.stats.periods.append(now - last_sent)
+                last_sent = now

@@ -158,6 +158,9 @@ class ChunkScheduler:
         self.active: Chunk | None = None  # open_loop only
         self.newest: Chunk | None = None  # kept after clear() for ordering checks
         self.last_request: float | None = None
+        # s: a chunk counts as finished only this long after its last action (lockstep: half a tick, so a
+        # tick stamped a nanosecond after the last action's due time still plays it)
+        self.end_tolerance_s = 0.0
         self.accepted = 0
         self.rejected = 0
 
@@ -232,6 +235,7 @@ class ChunkScheduler:
         return self._blend(now)
 
     def _drop_finished(self, now: float) -> None:
+        now = now - self.end_tolerance_s
         self.chunks = [c for c in self.chunks if c.end >= now]
         if self.active is not None and self.active.end < now:
             self.active = None

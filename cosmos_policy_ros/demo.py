@@ -3,8 +3,10 @@
 Starts the same graph as `cosmos-aloha up direct --sim` (sim -> policy -> executor -> sim) in a
 private DDS domain on loopback, runs seeded episodes through the sim's reset service, and reports
 what it measured: success per episode, success rate with a Wilson interval, chunk latency, executor
-rate and safety interventions. With no trained checkpoint it says so and runs random weights — the
-arms move, nothing is solved, and the report says exactly that.
+rate and safety interventions; per episode it writes an animated GIF of the sim's viewer (a large view of
+the workspace, captioned with seed, time and stage), a plot of the executed chunks and a PNG strip. With
+no trained checkpoint it says so and runs random weights — the arms move, nothing is solved, and the
+report says exactly that.
 
 This module is the caller: arguments, the Supervisor that starts the graph, the report file. The
 episodes themselves run in `evaluation.graph` (the runner) and are reported by `evaluation.report`.
@@ -21,7 +23,7 @@ from pathlib import Path
 from cosmos_policy_ros.config import ConfigError
 from cosmos_policy_ros.deploy.bundle import default_checkpoint, resolve_bundle
 from cosmos_policy_ros.evaluation.graph import GraphEpisodeError, GraphEpisodeRunner, GraphEpisodeSettings
-from cosmos_policy_ros.evaluation.report import graph_report, print_graph_report
+from cosmos_policy_ros.evaluation.report import graph_report, media_lines, print_graph_report
 from cosmos_policy_ros.graph import load_graph, resolve
 from cosmos_policy_ros.ros_env import local_ros_env
 from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
@@ -49,7 +51,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--height", type=int, default=None, help="sim camera height (default: as --width, else 96)")
     p.add_argument("--camera-rate", type=float, default=12.5)
     p.add_argument("--domain-id", type=int, default=None)
-    p.add_argument("--out", default="demo_out", help="folder for the report (JSON) and per-episode PNG strips")
+    p.add_argument("--out", default="demo_out",
+                   help="folder for the report (JSON) and per episode a GIF, a chunk plot and a PNG strip")
     p.add_argument("--strip-every-s", type=float, default=1.0, help="simulated seconds between strip frames")
     p.add_argument("--verbose", action="store_true", help="show every node's output")
     return p.parse_args(argv)
@@ -90,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     (out / "demo_report.json").write_text(json.dumps(report, indent=1))
     print_graph_report(report)
-    print(f"demo: report written to {out / 'demo_report.json'}, one PNG strip per episode in {out}/episode_*.png")
+    print(f"demo: report written to {out / 'demo_report.json'}; to look at, per episode:")
+    for line in media_lines(report["episodes"], out):
+        print(f"  {line}")
     return 0
 
 
@@ -114,7 +119,8 @@ def _graph_arguments(a: argparse.Namespace, checkpoint: Path, note: str) -> dict
             "policy_checkpoint": "" if not a.checkpoint and not note else str(checkpoint),
             "autostart": "true", "sim_width": str(a.width), "sim_height": str(a.height),
             "sim_camera_rate_hz": str(a.camera_rate), "planning_checkpoint": a.planning_checkpoint,
-            "planner_config": a.planner_config, "chunk_mode": a.chunk_mode}
+            "planner_config": a.planner_config, "chunk_mode": a.chunk_mode,
+            "sim_viewer": "true"}  # the GIFs' large view of the workspace
 
 
 def _run_episodes(a: argparse.Namespace, sup: Supervisor, checkpoint: Path, note: str) -> dict:

@@ -33,7 +33,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--first-seed", type=int, default=0, help="episode seeds first..first+n-1 (demos used 1000+)")
     p.add_argument("--execute", type=int, default=50, help="actions of each chunk run before re-querying")
     p.add_argument("--steps", type=int, help="sampler steps (default: model config action_steps)")
-    p.add_argument("--out", help="directory for results.json and per-episode PNG strips")
+    p.add_argument("--out", help="directory for results.json and per episode a PNG strip, an animated GIF of the "
+                   "viewer (config/sim_node.yaml viewer) and a plot of the executed chunks")
+    p.add_argument("--no-media", action="store_true", help="with --out: PNG strips only (no GIFs, no chunk plots)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-safety", action="store_true", help="send raw actions (no executor safety filter)")
     p.add_argument("--record", metavar="DIR",
@@ -68,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
                    task=meta.get("train", {}).get("task", "transfer_cube"), cameras=lay.cameras,
                    size=eng.preprocessing.square_render_side(lay.image_size, lay.cameras),
                    instruction=meta["instruction"], execute=ns.execute, out_dir=ns.out,
-                   safety=not ns.no_safety, record_dir=ns.record)
+                   safety=not ns.no_safety, record_dir=ns.record, media=not ns.no_media)
     print(res.summary())
+    if ns.out and not ns.no_media:
+        print(f"per episode in {ns.out}: episode_SEED.gif (viewer), episode_SEED_chunks.png (executed chunks), "
+              "episode_SEED.png (strip); listed in results.json")
     if plans:
         _report_plans(plans, ns.out)
     if ns.record:

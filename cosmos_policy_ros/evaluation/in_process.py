@@ -1,4 +1,5 @@
-"""Seeded in-process evaluation in SimAloha: success rate with a Wilson interval, a PNG strip per episode.
+"""Seeded in-process evaluation in SimAloha: success rate with a Wilson interval; per episode a PNG strip,
+an animated GIF of the viewer (sim/viewer.py: the view the demo shows) and a plot of the executed chunks.
 
 `evaluate(policy_fn, n, seeds)` is the clean entry point: policy_fn(obs) -> (chunk, 14) actions in
 robot units, obs = {"images": {camera: HxWx3 uint8}, "proprio": (14,), "instruction": str}. The
@@ -19,11 +20,14 @@ import numpy as np
 
 from cosmos_policy_ros.data.aloha_hdf5 import write_episode
 from cosmos_policy_ros.deploy.bundle import META_FILE, build_engine, check_gripper_convention, resolve_bundle
+from cosmos_policy_ros.evaluation.animation import EpisodeAnimation
+from cosmos_policy_ros.evaluation.chunk_plot import ChunkTrace, plot_chunk_trace
 from cosmos_policy_ros.evaluation.report import EpisodeResult, EvalResult, save_strip
 from cosmos_policy_ros.inference.planning import PlanConfig, plan
 from cosmos_policy_ros.robot.aloha import DEFAULT_ROBOT_CONFIG, AlohaRobot
 from cosmos_policy_ros.robot.safety import SafetyFilter
 from cosmos_policy_ros.sim.sim_aloha import SimAloha
+from cosmos_policy_ros.sim.viewer import ViewerConfig, ViewerSchedule, load_viewer_config, render_view
 
 PolicyFn = Callable[[Mapping], np.ndarray]
 
@@ -43,6 +47,8 @@ class EpisodeSettings:
     stop_on_success: bool
     safety: bool
     record: bool
+    # the view for the episode's GIF and plot (EpisodeMedia); None: neither is made
+    viewer: ViewerConfig | None = None
 
 
 class Rollout:
@@ -66,6 +72,45 @@ class Rollout:
                       success=success, task=task, instruction=instruction, seed=seed)
 
 
+class EpisodeMedia:
+    """What people look at afterwards: viewer frames for the GIF, the executed chunks for the plot."""
+
+    def __init__(self, sim: SimAloha, viewer: ViewerConfig, seed: int):
+        self.sim, self.viewer = sim, viewer
+        self.animation = EpisodeAnimation(seed, fps=viewer.rate_hz)
+        self.due = ViewerSchedule(viewer.rate_hz)
+        self.trace = ChunkTrace()
+
+    def frame(self) -> None:
+        """A viewer frame, if one is due at the sim's time."""
+        if self.due.due(self.sim.time):
+            self.animation.add(render_view(self.sim, self.viewer), self.sim.time, self.sim.max_stage)
+
+    def chunk(self, chunk: np.ndarray) -> None:
+        """A chunk the policy returned now: action i is due i steps later."""
+        t = self.sim.time
+        self.trace.add_chunk(t, t + self.sim.dt * np.arange(len(chunk)), chunk)
+
+    def step(self, action: np.ndarray, command: np.ndarray, reason: str) -> None:
+        """The command about to be sent for `action` (reason: why the filter changed it, "" if it did not)."""
+        t = self.sim.time
+        self.trace.measured.add(t, self.sim.qpos14())
+        self.trace.commanded.add(t, command)
+        if reason:
+            changed = np.flatnonzero(~np.isfinite(action) | (np.abs(command - action) > 1e-9))
+            self.trace.add_intervention(t, 1, reason.split(":", 1)[0], changed)
+
+    def close(self, success: bool) -> None:
+        self.animation.close(render_view(self.sim, self.viewer), self.sim.time, self.sim.max_stage, success)
+
+    def write(self, out: Path, stem: str, title: str) -> tuple[str, str]:
+        """The GIF and the chunk plot in `out`: their file names."""
+        gif, plot = f"{stem}.gif", f"{stem}_chunks.png"
+        self.animation.write(out / gif)
+        plot_chunk_trace(self.trace, out / plot, title)
+        return gif, plot
+
+
 class Episode:
     """One seeded episode in the sim: query the policy, run `execute` actions of its chunk, repeat."""
 
@@ -75,6 +120,7 @@ class Episode:
         self.result = EpisodeResult(seed=seed, success=False, max_stage=0, steps=0, queries=0)
         self.filter = SafetyFilter(sim.robot, dt=sim.dt) if settings.safety else None
         self.rollout = Rollout(settings.cameras) if settings.record else None
+        self.media = EpisodeMedia(sim, settings.viewer, seed) if settings.viewer is not None else None
         # the primary camera at every query and at the end: the episode's strip
         self.frames: list[np.ndarray] = []
         self._prev = sim.qpos14()
@@ -82,6 +128,8 @@ class Episode:
     def run(self, policy_fn: PolicyFn) -> EpisodeResult:
         sim, s, ep = self.sim, self.settings, self.result
         t0 = time.monotonic()
+        if self.media is not None:
+            self.media.frame()
         while ep.steps < s.horizon:
             images = self._render(s.cameras)
             self.frames.append(images[s.cameras[0]])
@@ -93,6 +141,8 @@ class Episode:
         if self.filter is not None:
             ep.safety_kinds = dict(self.filter.kinds)
         self.frames.append(self._render(s.cameras[:1])[s.cameras[0]])
+        if self.media is not None:
+            self.media.close(ep.success)
         return ep
 
     def _render(self, cameras: Sequence[str]) -> dict[str, np.ndarray]:
@@ -106,24 +156,30 @@ class Episode:
         self.result.queries += 1
         if chunk.ndim != 2 or chunk.shape[1] != 14:
             raise ValueError(f"policy returned shape {chunk.shape}, expected (chunk, 14)")
+        if self.media is not None:
+            self.media.chunk(chunk)
         return chunk
 
     def _execute(self, chunk: np.ndarray, images: dict[str, np.ndarray]) -> None:
         """The first `execute` actions open loop; the camera images were rendered before the first."""
         for i, action in enumerate(chunk[:self.settings.execute]):
-            if self.filter is not None:
-                action = self._safe(action)
+            command, reason = self._safe(action) if self.filter is not None else (action, "")
             if self.rollout is not None:
                 now = images if i == 0 else self._render(self.settings.cameras)
-                self.rollout.add(now, self.sim.qpos14(), self.sim.qvel14(), action)
-            self.sim.step(action)
-            self._prev = np.asarray(action, dtype=float)
+                self.rollout.add(now, self.sim.qpos14(), self.sim.qvel14(), command)
+            if self.media is not None:
+                self.media.step(action, command, reason)
+            self.sim.step(command)
+            self._prev = np.asarray(command, dtype=float)
             self.result.steps += 1
+            if self.media is not None:
+                self.media.frame()
             if self.result.steps >= self.settings.horizon:
                 break
 
-    def _safe(self, action: np.ndarray) -> np.ndarray:
-        """The command the executor would send, counting how often and how far the filter moved it."""
+    def _safe(self, action: np.ndarray) -> tuple[np.ndarray, str]:
+        """The command the executor would send and why the filter changed it ("" if it did not), counting
+        how often and how far the filter moved it."""
         res = self.filter.filter(action, self._prev, measured=self.sim.qpos14())
         if res.intervened:
             self.result.safety_interventions += 1
@@ -131,20 +187,22 @@ class Episode:
             arm = arm[np.isfinite(arm)]  # a rejected non-finite action counts in the kinds
             if arm.size:
                 self.result.safety_max_arm_change_rad = max(self.result.safety_max_arm_change_rad, float(arm.max()))
-        return res.command
+        return res.command, (res.reason or "filter") if res.intervened else ""
 
 
 def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *, task: str = "transfer_cube",
              cameras: Sequence[str] = ("cam_high",), size: int = 64, instruction: str = "",
              execute: int = 50, steps: int | None = None, out_dir: str | Path | None = None,
              stop_on_success: bool = True, safety: bool = True, progress: bool = True,
-             record_dir: str | Path | None = None) -> EvalResult:
+             record_dir: str | Path | None = None, media: bool = True) -> EvalResult:
     """Run n seeded episodes in-process; returns success statistics (and writes strips if out_dir).
 
     safety: pass every action through the executor's SafetyFilter (joint limits, per-step velocity
     cap, relative-target cap), as the ROS graph does, so in-process and graph numbers compare.
     record_dir: also write every rollout (success or failure, the commands actually sent) as an
     ALOHA HDF5 episode, the data the planning model's world/value objectives are fine-tuned on.
+    media: with out_dir, also per episode an animated GIF of the viewer (config/sim_node.yaml `viewer`,
+    the demo's view) and a plot of the executed chunks (evaluation.chunk_plot).
     """
     seeds = list(range(n)) if seeds is None else list(seeds)[:n]
     if len(seeds) < n:
@@ -155,7 +213,8 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
     sim = SimAloha(task, width=size, height=size)
     settings = EpisodeSettings(task=task, cameras=tuple(cameras), size=size, instruction=instruction,
                                execute=execute, horizon=int(steps or sim.tasks_cfg[task].episode_steps),
-                               stop_on_success=stop_on_success, safety=safety, record=bool(record_dir))
+                               stop_on_success=stop_on_success, safety=safety, record=bool(record_dir),
+                               viewer=load_viewer_config() if out and media else None)
     results: list[EpisodeResult] = []
     t_wall = time.time()
     try:
@@ -183,8 +242,12 @@ def _write_episode_files(episode: Episode, out: Path | None, record_dir: Path | 
                               instruction=s.instruction, seed=ep.seed)
     if out:
         ep.strip = f"episode_{ep.seed:04d}.png"
-        save_strip(episode.frames, out / ep.strip,
-                   f"seed {ep.seed} {'SUCCESS' if ep.success else 'fail'} stage {ep.max_stage}")
+        label = f"seed {ep.seed} {'SUCCESS' if ep.success else 'fail'} stage {ep.max_stage}"
+        save_strip(episode.frames, out / ep.strip, label)
+        if episode.media is not None:
+            filtered = "every action through the SafetyFilter" if s.safety else "no safety filter"
+            ep.animation, ep.chunk_plot = episode.media.write(
+                out, f"episode_{ep.seed:04d}", f"{label}: executed chunks, in process ({filtered})")
 
 
 def engine_from_dir(path: str | Path, device: str | None = None, planning: str | Path | None = None,

@@ -1,4 +1,4 @@
-"""What an evaluation reports, in one process or through the ROS graph: episodes, success, strips.
+"""What an evaluation reports, in one process or through the ROS graph: episodes, success, what to look at.
 
 Both runners return `EpisodeResult`s, so a seed means the same thing in either: success, the highest
 task stage reached, how often the policy was queried and how long it took. `EvalResult` summarises
@@ -50,6 +50,10 @@ class EpisodeResult:
     wall_s: float = 0.0
     # file name of the episode's PNG strip, "" when none was written
     strip: str = ""
+    # file name of the episode's animated GIF of the viewer (evaluation.animation), "" when none was written
+    animation: str = ""
+    # file name of the episode's executed-chunk plot (evaluation.chunk_plot), "" when none was written
+    chunk_plot: str = ""
 
 
 @dataclass
@@ -121,11 +125,23 @@ def graph_report(episodes: list[EpisodeResult], *, note: str, mode: str, chunk_m
     return {"note": note, "mode": mode, "chunk_mode": chunk_mode, "checkpoint": checkpoint, "task": task,
             "episodes": [{"seed": e.seed, "success": bool(e.success), "max_stage": e.max_stage,
                           "sim_time_s": e.sim_time_s, "wall_s": e.wall_s, "chunks": e.queries,
-                          "latency_s": list(e.policy_s), "strip": e.strip} for e in episodes],
+                          "latency_s": list(e.policy_s), "strip": e.strip, "animation": e.animation,
+                          "chunk_plot": e.chunk_plot} for e in episodes],
             "success_rate": succ / max(1, len(episodes)), "success_ci95": [lo, hi],
             "chunk_latency_p50_s": float(np.nanpercentile(lat, 50)),
             "chunk_latency_p95_s": float(np.nanpercentile(lat, 95)),
             "executor": executor}
+
+
+def media_lines(episodes: list[dict], out: Path) -> list[str]:
+    """Where to look, one line per episode of a report's episodes: its GIF, chunk plot and strip in `out`."""
+    lines = []
+    for e in episodes:
+        files = [f"{what} {out / e[key]}" for key, what in (("animation", "GIF"), ("chunk_plot", "chunk plot"),
+                                                              ("strip", "strip")) if e.get(key)]
+        if files:
+            lines.append(f"seed {e['seed']}: {', '.join(files)}")
+    return lines
 
 
 def recorded_evaluations(checkpoint: str) -> list[str]:

@@ -86,3 +86,33 @@ def test_engine_policy_query_k_samples_with_seed_plus_k(tmp_path):
 def test_eval_command_names_a_missing_policy_and_exits_2(tmp_path, capsys):
     assert eval_cli.main([str(tmp_path / "nothing"), "-n", "1"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_episodes_write_a_viewer_gif_and_a_chunk_plot_people_can_look_at(tmp_path):
+    """With --out each episode gets an animated GIF of the large viewer (not the policy's 64x64 input), in
+    which the arm visibly moves, and a plot of the chunks it executed; results.json names both."""
+    from PIL import Image, ImageSequence
+
+    from cosmos_policy_ros.sim.viewer import load_viewer_config
+
+    def reach(obs):
+        q = np.asarray(obs["proprio"], float)
+        chunk = np.repeat(q[None], 25, axis=0)
+        chunk[:, 0] += np.linspace(0.1, 0.6, 25)     # left waist swings; its first step beyond the step cap
+        return chunk
+
+    res = evaluate(reach, 1, [4], steps=50, execute=25, out_dir=tmp_path, progress=False)
+    ep, viewer = res.episodes[0], load_viewer_config()
+    assert (ep.animation, ep.chunk_plot) == ("episode_0004.gif", "episode_0004_chunks.png")
+    with Image.open(tmp_path / ep.animation) as gif:
+        frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)]
+    assert len(frames) >= 5                              # 1 s at the viewer's 5 Hz, and the outcome frame
+    assert frames[0].shape[0] >= viewer.height and frames[0].shape[1] >= viewer.width
+    assert not np.array_equal(frames[0][:viewer.height], frames[-1][:viewer.height])   # the arm moved
+    with Image.open(tmp_path / ep.chunk_plot) as plot:
+        assert plot.width >= 800
+    saved = json.loads((tmp_path / "results.json").read_text())["episodes"][0]
+    assert (saved["animation"], saved["chunk_plot"]) == (ep.animation, ep.chunk_plot)
+    assert ep.safety_interventions > 0                   # what the plot marks in red
+    res = evaluate(reach, 1, [4], steps=5, out_dir=tmp_path / "plain", progress=False, media=False)
+    assert res.episodes[0].animation == "" and not list((tmp_path / "plain").glob("*.gif"))

@@ -68,7 +68,8 @@ def test_graph_report_has_the_demo_report_keys():
     assert set(r) == {"note", "mode", "chunk_mode", "checkpoint", "task", "episodes", "success_rate", "success_ci95",
                       "chunk_latency_p50_s", "chunk_latency_p95_s", "executor"}
     assert r["episodes"][0] == {"seed": 1000, "success": True, "max_stage": 4, "sim_time_s": 4.2, "wall_s": 9.0,
-                                "chunks": 2, "latency_s": [0.1, 0.3], "strip": "episode_01000.png"}
+                                "chunks": 2, "latency_s": [0.1, 0.3], "strip": "episode_01000.png",
+                                "animation": "", "chunk_plot": ""}   # none written for this episode
     assert r["success_rate"] == 0.5 and r["success_ci95"] == list(wilson_interval(1, 2))
     assert r["chunk_latency_p50_s"] == pytest.approx(0.2)
     json.dumps(r)  # the report is written as JSON

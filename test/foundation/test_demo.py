@@ -27,6 +27,27 @@ def test_demo_runs_episodes_and_reports(tmp_path):
     assert strip.height == 72 + 14 and strip.width >= 2 * 96     # frames at 0 s, 1 s, ... and the last one
     if report["note"]:  # no bundled checkpoint: the demo must say it runs random weights
         assert "RANDOM weights" in proc.stdout
+    assert_episode_media(out, report["episodes"][0], proc.stdout)
+
+
+def assert_episode_media(out, episode: dict, stdout: str) -> None:
+    """The episode's GIF plays the sim's large viewer (not the policy's 96x72 input) with the arms moving,
+    its chunk plot is a picture, and the printed summary says where both are."""
+    import numpy as np
+    from PIL import Image, ImageSequence
+
+    from cosmos_policy_ros.sim.viewer import load_viewer_config
+
+    viewer = load_viewer_config()
+    with Image.open(out / episode["animation"]) as gif:
+        frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)]
+    assert len(frames) >= 3
+    assert frames[0].shape[0] >= viewer.height and frames[0].shape[1] >= viewer.width
+    pictures = [f[:viewer.height] for f in frames]   # without the caption band, whose time always changes
+    assert any(not np.array_equal(pictures[0], p) for p in pictures[1:])
+    with Image.open(out / episode["chunk_plot"]) as plot:
+        assert plot.width >= 800
+    assert str(out / episode["animation"]) in stdout and str(out / episode["chunk_plot"]) in stdout
 
 
 def test_demo_runs_the_planning_graph(tmp_path):

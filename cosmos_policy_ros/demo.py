@@ -144,7 +144,9 @@ def camera_size(checkpoint: Path, width: int | None, height: int | None) -> tupl
     size = None
     try:
         bundle = resolve_bundle(checkpoint)
-        if bundle.meta and not bundle.preprocessing.center_crop:   # made by our trainer from sim renders
+        meta = bundle.meta
+        stated = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else {}
+        if meta.get("center_crop", stated.get("center_crop")) is False:   # made by our trainer from sim renders
             lay = bundle.model_config.layout
             size = bundle.preprocessing.square_render_side(int(lay.image_size), lay.cameras)
     except (ConfigError, KeyError, TypeError, ValueError):

@@ -30,10 +30,11 @@ INSTRUCTIONS = {
 
 def generate_demos(out_dir: str | Path, n: int, *, task: str = "transfer_cube", first_seed: int = 0,
                    cameras: Sequence[str] = ("cam_high",), size: int = 64, keep_failures: bool = False,
-                   progress: bool = True, compression: str | None = None) -> dict:
+                   progress: bool = True, compression: str | None = None, steps: int | None = None) -> dict:
     """Write n successful demos (seeds first_seed, first_seed+1, ...; failed seeds skipped unless kept).
 
-    size: px, square renders; compression: of the frames (h5py name, e.g. "gzip"; larger renders need it)."""
+    size: px, square renders; compression: of the frames (h5py name, e.g. "gzip"; larger renders need it);
+    steps: episode length (default: the task's; shorter ones fail, for tests with keep_failures)."""
     from cosmos_policy_ros.sim.episodes import run_demo_episode
     from cosmos_policy_ros.sim.sim_aloha import SimAloha
 
@@ -44,7 +45,7 @@ def generate_demos(out_dir: str | Path, n: int, *, task: str = "transfer_cube", 
     t0 = time.time()
     try:
         while len(written) < n:
-            ep = run_demo_episode(sim, task, seed, cameras=tuple(cameras), width=size, height=size)
+            ep = run_demo_episode(sim, task, seed, cameras=tuple(cameras), width=size, height=size, steps=steps)
             if ep.success or keep_failures:
                 path = out / f"episode_{seed:05d}.hdf5"
                 write_episode(path, ep.qpos, ep.qvel, ep.actions, ep.images, success=ep.success, task=task,

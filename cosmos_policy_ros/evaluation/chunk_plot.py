@@ -7,9 +7,10 @@ commanded). `ChunkTrace` collects an episode from either runner; `plot_chunk_tra
 
     per arm (columns) and joint (rows: waist, shoulder, elbow, wrist_angle, gripper):
       dashed, one colour per chunk   each chunk as the policy predicted it (before the filter)
-      solid, the colour of the chunk the executor was playing: the command sent (after the SafetyFilter)
+      solid, the colour of the chunk received last: the command sent (after the SafetyFilter); through the
+                                     graph a chunk the executor rejected (stale) keeps its colour and boundary
       black                          the measured joint position
-      dotted vertical lines          chunk boundaries (a new chunk taken over)
+      dotted vertical lines          chunk boundaries (a new chunk arrived)
       red x / red triangles          safety interventions on that joint / counted by the executor (joint unknown)
 """
 from __future__ import annotations
@@ -149,7 +150,8 @@ def _legend() -> list:
 
     colors = COLORS
     return [line([], [], ls="--", color=colors[0], label="chunk as predicted (one colour per chunk)"),
-            line([], [], ls="-", lw=1.6, color=colors[0], label="commanded, after the safety filter"),
+            line([], [], ls="-", lw=1.6, color=colors[0],
+                 label="commanded after the safety filter (newest chunk's colour)"),
             line([], [], ls="-", color="black", label="measured"),
             line([], [], ls=":", color="0.6", label="chunk boundary"),
             line([], [], ls="", marker="x", color="red", label="safety intervention (v: joint not known)")]

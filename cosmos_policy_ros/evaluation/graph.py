@@ -154,13 +154,15 @@ class GraphChunkTrace:
     followers (after its SafetyFilter), timed by the latest joint state;  chunks  the ActionChunks (their
     own stamps; the boundary when one arrived);  interventions  growth of the executor's counters (its
     status, a few Hz: the joints are not known).
-    Times are simulated seconds since the reset: a stamp under WALL_CLOCK_S is one already (fast and lockstep
-    time); a wall-clock stamp (wall time) is shifted so that the episode's first joint state falls at the
-    sim's time when the episode began (the sim keeps real time within its 0.25 s catch-up window).
+    Times are simulated seconds since the reset. A stamp within SAME_CLOCK_S of the sim's time when the
+    episode began is one already (fast and lockstep time count from the reset); any other clock (wall time;
+    strict lockstep's, which goes on across resets) is shifted so that the episode's first joint state
+    falls at that time: exact in strict lockstep (time stands still until the executor starts), within a
+    status period (0.2 s) in wall time, where the sim keeps real time within its 0.25 s catch-up window.
     """
 
-    # s, stamps at or above this are wall-clock (since 1970), not simulated time since a reset
-    WALL_CLOCK_S = 1e8
+    # s, a first stamp this close to the episode's start time counts from the reset
+    SAME_CLOCK_S = 2.0
 
     def __init__(self, robot: AlohaRobot):
         self.robot = robot
@@ -178,7 +180,7 @@ class GraphChunkTrace:
 
     def _episode_time(self, stamp_s: float) -> float:
         if self._offset is None:
-            self._offset = stamp_s - self._start_s if stamp_s >= self.WALL_CLOCK_S else 0.0
+            self._offset = 0.0 if abs(stamp_s - self._start_s) < self.SAME_CLOCK_S else stamp_s - self._start_s
         return stamp_s - self._offset
 
     def joint_state(self, side: int, stamp_s: float, names, positions) -> None:

@@ -120,7 +120,9 @@ def joint_state(robot: AlohaRobot, q7) -> tuple[list[str], list[float]]:
     return names, [pos.get(n, 0.0) for n in names]
 
 
-@pytest.mark.parametrize("stamp0", [0.5, 1.7e9])   # simulated time (fast/lockstep) or the wall clock
+# the first joint state's stamp: simulated time since the reset (fast, lockstep), strict lockstep's clock that
+# goes on across resets, the wall clock
+@pytest.mark.parametrize("stamp0", [0.5, 23.5, 1.7e9])
 def test_graph_trace_puts_everything_on_the_episodes_simulated_time(stamp0):
     robot = AlohaRobot.from_yaml("robot/aloha_interbotix.yaml")
     trace = GraphChunkTrace(robot)

@@ -169,7 +169,6 @@ class SimNode(Node):
         self._kinds = {"group", "single"} if self._strict else {"group"}  # a complete command set per arm
         self._clock_offset = 0.0  # strict lockstep: /clock = offset + episode time, never backwards
         self._last_stamp = None  # stamp of the step last published
-        self._rendered = False  # whether the step last published has its images
         self._render_request = False  # strict lockstep: the policy was asked at the current step
         self._done = False  # strict lockstep: the episode is over, time stands still until a reset
         self._horizon = 0
@@ -245,7 +244,7 @@ class SimNode(Node):
                 self._cmd_event.set()
 
     def _on_chunk_request(self, msg) -> None:
-        """Strict lockstep: a chunk request for the step on show renders it (if it was not a render step)."""
+        """Strict lockstep: a chunk request for the step on show renders it (again)."""
         last, asked = self._last_stamp, msg.stamp
         if last is not None and abs((asked.sec - last.sec) + (asked.nanosec - last.nanosec) * 1e-9) < 1e-6:
             self._render_request = True
@@ -360,6 +359,7 @@ class SimNode(Node):
             if self._strict:
                 if not self._await_command_set():
                     continue  # a reset came in, or the node is stopping
+                self._take_goals()
             elif c.time_mode == "lockstep":
                 self._cmd_event.wait(c.lockstep_timeout_s)
                 with self._cmd_lock:
@@ -403,12 +403,10 @@ class SimNode(Node):
                     return True
             if self._pending_reset is not None:
                 return False
-            if self._render_request:
+            if self._render_request:  # also on a render step: a policy that started late missed those images
                 self._render_request = False
-                if not self._rendered:
-                    self._rendered = True
-                    self._frames.put((self.sim.snapshot(), self._last_stamp))
-                    self._frames.wait_empty(timeout=30.0)
+                self._frames.put((self.sim.snapshot(), self._last_stamp))
+                self._frames.wait_empty(timeout=30.0)
             now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + c.lockstep_heartbeat_s
@@ -422,13 +420,26 @@ class SimNode(Node):
                     f"{self.sim.time:.2f} s (executor stopped, or waiting for a chunk); the sim waits")
         return False
 
+    def _take_goals(self) -> None:
+        """Strict lockstep: the motors drive to this step's goals during this step.
+
+        The emulated driver moves a motor's target to its goal when it observes the motors, i.e. after the
+        next step: a command would act one step late. A zero-length observation of the present state takes
+        the goals now without advancing the fault timers (the commanded step is the one the executor meant,
+        as in-process, where each action is applied before its step)."""
+        for side, (emu, server) in self.drivers.items():
+            js = self.sim.joint_state(side)
+            if emu.observe(js.position[:7], js.velocity[:7], 0.0, self._gripper_range):
+                server.flush_events()
+            self._apply_driver(side)
+
     def _publish_step(self, render: bool, observe: bool = True) -> None:
         """Joint states (and /clock) of the step just taken; on a render step, its snapshot to the renderer.
 
         Strict lockstep: the step that ends an episode publishes no /clock, so no node ticks after it."""
         sim_time = self.sim.time + self._clock_offset
         stamp = time_msg(sim_time) if self.clock_pub is not None else self.get_clock().now().to_msg()
-        self._last_stamp, self._rendered = stamp, render
+        self._last_stamp = stamp
         if self.clock_pub is not None and not self._done:
             self.clock_pub.publish(Clock(clock=stamp))
         self._publish_joint_states(stamp, observe)

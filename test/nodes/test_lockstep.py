@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +35,13 @@ CHECKPOINT = ROOT / "checkpoints" / "sim_small_transfer_cube"
 ROBOT = AlohaRobot.from_yaml()
 DT = 0.02
 SEED = 3
-EPISODE_S = 1.2  # 60 steps: two chunks (queries at steps 0 and 50)
-# rad / normalised gripper: the same graph episode twice (float noise of DDS-free arithmetic only)
-REPEAT_TOL = 1e-6
+EPISODE_S = 2.0  # 100 steps: two chunks (queries at steps 0 and 50)
+# rad / normalised gripper. The same graph episode twice: measured identical (0.0).
+REPEAT_TOL = 1e-9
+# Graph vs in-process: measured 6e-8 (first chunk: the gripper's normalised -> motor rad -> finger conversions of
+# the driver path against in-process's normalised -> finger) and 9e-7 (trajectory, 100 steps, seed 3).
+FIRST_CHUNK_TOL = 1e-6
+TRAJECTORY_TOL = 1e-5
 
 
 def _node_proc(module: str, *params: str, name: str):
@@ -101,3 +104,189 @@ def test_sim_time_stands_still_while_no_chunk_has_arrived(ros_context):
         node.destroy_node()
         outs = _stop(procs)
     assert "lockstep" in outs["executor"], outs["executor"]
+
+
+# ---- (a) and (c): the bundled checkpoint through the lockstep graph --------------------------------------------
+class Recorder:
+    """The episode as the graph executed it: joint states by step (their stamps) and the executor's commands."""
+
+    def __init__(self, context):
+        from interbotix_xs_msgs.msg import JointGroupCommand, JointSingleCommand
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import JointState
+
+        self.node = rclpy.create_node("lockstep_recorder", context=context)
+        self.active = False
+        self.states: dict[int, np.ndarray] = {}  # stamp ns -> 14-D measured
+        self.arm_cmds: dict[int, list] = {0: [], 1: []}
+        self.grip_cmds: dict[int, list] = {0: [], 1: []}
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        for i, side in enumerate(ROBOT.config.arms):
+            self.node.create_subscription(JointState, ROBOT.follower_topic(side, "joint_states"),
+                                          lambda m, i=i: self._state(i, m), reliable)
+            self.node.create_subscription(JointGroupCommand, ROBOT.follower_topic(side, "joint_group"),
+                                          lambda m, i=i: self.active and self.arm_cmds[i].append(list(m.cmd)), 100)
+            self.node.create_subscription(JointSingleCommand, ROBOT.follower_topic(side, "joint_single"),
+                                          lambda m, i=i: self.active and self.grip_cmds[i].append(m.cmd), 100)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self._stop = False
+        import threading
+
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        while not self._stop:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _state(self, side: int, msg) -> None:
+        if not self.active:
+            return
+        ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        q = self.states.setdefault(ns, np.full(14, np.nan))
+        q[7 * side: 7 * side + 7] = ROBOT.arm_state_from_joint_state(list(msg.name), list(msg.position))
+
+    def trajectory(self) -> tuple[np.ndarray, np.ndarray]:
+        """(steps since the episode's first state, (N, 14) measured), complete steps only."""
+        keys = sorted(k for k, q in self.states.items() if np.all(np.isfinite(q)))
+        t = (np.array(keys) - keys[0]) * 1e-9
+        return np.round(t / DT).astype(int), np.stack([self.states[k] for k in keys])
+
+    def commands(self) -> np.ndarray:
+        """(M, 14) the executor's commands in robot units (gripper normalised), in the order sent."""
+        n = min(len(v) for v in (*self.arm_cmds.values(), *self.grip_cmds.values()))
+        out = np.zeros((n, 14))
+        for i in (0, 1):
+            out[:, 7 * i: 7 * i + 6] = np.array(self.arm_cmds[i][:n])
+            out[:, 7 * i + 6] = [ROBOT.follower_joint_to_normalized(g) for g in self.grip_cmds[i][:n]]
+        return out
+
+    def close(self):
+        self._stop = True
+        self._thread.join(timeout=5)
+        self.node.destroy_node()
+
+
+def _lockstep_graph_episode(context, out: Path, seed: int = SEED) -> dict:
+    """One episode of the bundled checkpoint through `cosmos-aloha up direct` with lockstep:=true."""
+    from cosmos_policy_ros.evaluation.graph import GraphEpisodeRunner, GraphEpisodeSettings
+    from cosmos_policy_ros.graph import resolve
+    from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
+
+    specs = resolve("direct", {"use_sim": "true", "lockstep": "true", "autostart": "false", "sim_width": "64",
+                               "sim_height": "64", "sim_camera_rate_hz": "25.0", "lockstep_episode_s": str(EPISODE_S)})
+    lines: list[str] = []
+    sup = Supervisor([(s.key, python_module_argv(s.module, s.ros_args())) for s in specs], env=os.environ.copy(),
+                     out=lines.append)
+    rec = Recorder(context)
+    sup.start()
+    settings = GraphEpisodeSettings(task="transfer_cube", episode_s=EPISODE_S, strip_every_s=1.0, out=out,
+                                    lockstep=True)
+    try:
+        with GraphEpisodeRunner(settings, dead_nodes=lambda: [c.name for c in sup.children
+                                                              if c.proc.poll() is not None]) as runner:
+            runner.reset(seed)
+            time.sleep(0.3)  # what was in flight before the reset
+            rec.active = True
+            runner.start()
+            t0 = time.monotonic()
+            status = runner.wait_until_done(seed, 240)
+            wall = time.monotonic() - t0
+            runner.stop()
+            latencies = list(runner.latencies)
+        time.sleep(0.3)
+    except Exception:
+        print("\n".join(lines[-60:]))
+        raise
+    finally:
+        rec.active = False
+        sup.request_stop("test finished")
+        sup.wait(timeout=30)
+        rec.close()
+    steps, q = rec.trajectory()
+    return {"steps": steps, "q": q, "commands": rec.commands(), "status": status, "wall_s": wall,
+            "latencies": latencies}
+
+
+def _in_process_episode(seed: int = SEED) -> dict:
+    """The same seed in-process (evaluation/in_process.py), every executed command and the state after it."""
+    from cosmos_policy_ros.evaluation.in_process import Episode, EpisodeSettings, engine_from_dir, engine_policy
+    from cosmos_policy_ros.sim.sim_aloha import SimAloha
+
+    eng, meta = engine_from_dir(CHECKPOINT)
+    lay = eng.cfg.layout
+    sim = SimAloha("transfer_cube", width=lay.image_size, height=lay.image_size)
+    horizon = round(EPISODE_S / DT)
+    settings = EpisodeSettings(task="transfer_cube", cameras=tuple(lay.cameras), size=lay.image_size,
+                               instruction=meta["instruction"], execute=50, horizon=horizon, stop_on_success=True,
+                               safety=True, record=False)
+    commands, states = [], []
+    step = sim.step
+
+    def recording_step(action=None):
+        out = step(action)
+        commands.append(np.array(action, dtype=float))
+        states.append(sim.qpos14())
+        return out
+
+    try:
+        episode = Episode(sim, settings, seed)
+        first = sim.qpos14()
+        sim.step = recording_step
+        result = episode.run(engine_policy(eng, 0))
+    finally:
+        sim.close()
+    return {"q": np.stack([first, *states]), "commands": np.stack(commands), "result": result}
+
+
+@pytest.fixture(scope="module")
+def calm_episode(tmp_path_factory):
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    try:
+        yield _lockstep_graph_episode(ctx, tmp_path_factory.mktemp("calm"))
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+def test_lockstep_graph_episode_equals_the_in_process_evaluation(calm_episode):
+    """(c) same seed, same sampler seeds: the first chunk as executed after the SafetyFilter, the trajectory,
+    the max stage."""
+    ref = _in_process_episode()
+    graph = calm_episode
+    horizon = round(EPISODE_S / DT)
+    assert graph["status"]["step"] == horizon and len(graph["latencies"]) == ref["result"].queries == 2
+    assert list(graph["steps"]) == list(range(horizon + 1)), "the graph's joint states are not one per step"
+    cmds = graph["commands"]
+    assert len(cmds) == horizon, f"{len(cmds)} command sets for {horizon} steps"
+    first = np.abs(cmds[:50] - ref["commands"][:50]).max()
+    traj = np.abs(graph["q"] - ref["q"]).max()
+    print(f"lockstep graph vs in-process, seed {SEED}: first chunk max |diff| {first:.2e}, "
+          f"trajectory max |diff| {traj:.2e} over {horizon} steps")
+    assert first < FIRST_CHUNK_TOL, f"first chunk differs from in-process by {first:.2e}"
+    assert traj < TRAJECTORY_TOL, f"trajectory differs from in-process by {traj:.2e}"
+    assert graph["status"]["max_stage"] == ref["result"].max_stage
+
+
+@pytest.mark.slow
+def test_lockstep_graph_episode_does_not_depend_on_machine_speed(calm_episode, tmp_path):
+    """(a) the same episode again beside a CPU burner: the same states at the same simulated times."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    try:
+        loaded = _lockstep_graph_episode(ctx, tmp_path)
+    finally:
+        rclpy.shutdown(context=ctx)
+        for b in burners:
+            b.kill()
+            b.wait()
+    calm = calm_episode
+    assert list(loaded["steps"]) == list(calm["steps"])
+    diff = np.abs(loaded["q"] - calm["q"]).max()
+    print(f"lockstep twice (calm {calm['wall_s']:.1f} s, beside {len(burners)} CPU burners {loaded['wall_s']:.1f} s wall): "
+          f"max |diff| {diff:.2e}")
+    assert diff <= REPEAT_TOL, f"the episode changed with the machine's load: max |diff| {diff:.2e}"
+    assert np.abs(loaded["commands"] - calm["commands"]).max() <= REPEAT_TOL
+    assert loaded["status"]["max_stage"] == calm["status"]["max_stage"]

@@ -285,8 +285,8 @@ def test_lockstep_graph_episode_does_not_depend_on_machine_speed(calm_episode, t
     calm = calm_episode
     assert list(loaded["steps"]) == list(calm["steps"])
     diff = np.abs(loaded["q"] - calm["q"]).max()
-    print(f"lockstep twice (calm {calm['wall_s']:.1f} s, beside {len(burners)} CPU burners {loaded['wall_s']:.1f} s wall): "
-          f"max |diff| {diff:.2e}")
+    print(f"lockstep twice (calm {calm['wall_s']:.1f} s, beside {len(burners)} CPU burners "
+          f"{loaded['wall_s']:.1f} s wall): max |diff| {diff:.2e}")
     assert diff <= REPEAT_TOL, f"the episode changed with the machine's load: max |diff| {diff:.2e}"
     assert np.abs(loaded["commands"] - calm["commands"]).max() <= REPEAT_TOL
     assert loaded["status"]["max_stage"] == calm["status"]["max_stage"]

@@ -83,6 +83,7 @@ class ExecutorNode(Node):
             self.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
         self._stamps = {"clock": -1, 0: -1, 1: -1}  # lockstep: ns of the newest /clock and joint states per arm
         self._sim_now = -1.0  # lockstep: simulated time of the newest complete step (none yet)
+        self._request_wall = -math.inf  # lockstep: wall time of the last chunk request
         self.robot = AlohaRobot.from_yaml(cfg.robot_config)
         self.core = ExecutorCore(self.robot, cfg, lockstep=self.lockstep)
         self.backend = make_backend(cfg.backend, self, self.robot, cfg)
@@ -205,6 +206,13 @@ class ExecutorNode(Node):
         if out.request:
             deadline = out.request_deadline if math.isfinite(out.request_deadline) else now
             self.request_pub.publish(Header(frame_id=self.cfg.scheduler.mode, stamp=time_msg(deadline)))
+            self._request_wall = time.monotonic()
+        elif self.lockstep and out.command is None and math.isfinite(out.request_deadline) \
+                and time.monotonic() - self._request_wall >= self.cfg.scheduler.request_retry_s:
+            # waiting for a chunk, in simulated time that stands still: repeat the request on the wall clock
+            # (a policy that was still loading missed it; the policy answers each step once)
+            self.request_pub.publish(Header(frame_id=self.cfg.scheduler.mode, stamp=time_msg(now)))
+            self._request_wall = time.monotonic()
         return out.command is not None
 
     def _loop_error(self, exc: BaseException) -> None:

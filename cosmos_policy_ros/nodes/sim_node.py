@@ -394,6 +394,7 @@ class SimNode(Node):
         c = self.cfg
         waited_from = next_beat = time.monotonic()
         reported = False
+        rerender_at = None  # asked at this step: the images again now and then (subscribers may drop frames)
         while self._running and self.context.ok():
             if self._cmd_event.wait(0.005):
                 with self._cmd_lock:
@@ -403,11 +404,14 @@ class SimNode(Node):
                     return True
             if self._pending_reset is not None:
                 return False
-            if self._render_request:  # also on a render step: a policy that started late missed those images
+            now = time.monotonic()
+            if self._render_request or (rerender_at is not None and now >= rerender_at):
+                # also on a render step: a policy that started late missed those images; and again every
+                # 5 heartbeats while asked (the policy's best-effort camera subscription may drop a frame)
                 self._render_request = False
+                rerender_at = now + 5 * c.lockstep_heartbeat_s
                 self._frames.put((self.sim.snapshot(), self._last_stamp))
                 self._frames.wait_empty(timeout=30.0)
-            now = time.monotonic()
             if now >= next_beat:
                 next_beat = now + c.lockstep_heartbeat_s
                 if not self._done:

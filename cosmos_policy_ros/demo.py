@@ -45,6 +45,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--episode-s", type=float, default=None,
                    help="simulated seconds per episode (default 10; 30 in planning mode, where the arm holds "
                         "while it plans)")
+    p.add_argument("--lockstep", action="store_true",
+                   help="the graph in lockstep (graph argument lockstep:=true, docs/sim.md): the sim waits for each "
+                        "chunk, every node runs on simulated time, chunk mode synchronous; episodes last the task's "
+                        "episode_steps (as in-process) unless --episode-s; the result does not depend on this "
+                        "machine's speed")
     p.add_argument("--seed", type=int, default=1000, help="first episode seed")
     p.add_argument("--width", type=int, default=None,
                    help="sim camera width (default: the checkpoint's square training size, else 128)")
@@ -60,6 +65,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv if argv is not None else sys.argv[1:])
+    lockstep_episode_s = a.episode_s  # lockstep: None = the task's horizon, as the in-process evaluation
+    if a.lockstep and a.episode_s is None:
+        a.episode_s = task_episode_s(a.task)
     if a.episode_s is None:
         a.episode_s = 30.0 if a.mode == "planning" else 10.0
     domain = a.domain_id if a.domain_id is not None else 100 + os.getpid() % 30
@@ -68,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint, note = _checkpoint(a.checkpoint)
     if a.width is None or a.height is None:
         a.width, a.height = camera_size(checkpoint, a.width, a.height)
-    specs = resolve(a.mode, _graph_arguments(a, checkpoint, note), load_graph())
+    specs = resolve(a.mode, _graph_arguments(a, checkpoint, note, lockstep_episode_s), load_graph())
     a.chunk_mode = dict(next(s for s in specs if s.key == "executor").parameters)["chunk_mode"]
     print(f"demo: graph '{a.mode}' on the simulated ALOHA (ROS_DOMAIN_ID={domain}, loopback only): "
           f"{', '.join(s.name for s in specs)}; checkpoint {checkpoint}", flush=True)
@@ -113,19 +121,26 @@ def _checkpoint(given: str) -> tuple[Path, str]:
     return checkpoint, note
 
 
-def _graph_arguments(a: argparse.Namespace, checkpoint: Path, note: str) -> dict[str, str]:
+def _graph_arguments(a: argparse.Namespace, checkpoint: Path, note: str,
+                     lockstep_episode_s: float | None = None) -> dict[str, str]:
     """Launch arguments of config/graph.yaml for the demo's graph (the bundled checkpoint is the nodes' default)."""
     return {"use_sim": "true", "task": a.task,
             "policy_checkpoint": "" if not a.checkpoint and not note else str(checkpoint),
             "autostart": "true", "sim_width": str(a.width), "sim_height": str(a.height),
             "sim_camera_rate_hz": str(a.camera_rate), "planning_checkpoint": a.planning_checkpoint,
             "planner_config": a.planner_config, "chunk_mode": a.chunk_mode,
-            "sim_viewer": "true"}  # the GIFs' large view of the workspace
+            "sim_viewer": "true",  # the GIFs' large view of the workspace
+            # lockstep: the runner starts each episode (an autostart would ask the policy for a chunk before
+            # the first reset, and the chunks' sampler seeds would no longer match the in-process evaluation's)
+            **({"lockstep": "true", "autostart": "false",
+                "lockstep_episode_s": "" if lockstep_episode_s is None else str(lockstep_episode_s)}
+               if a.lockstep else {})}
 
 
 def _run_episodes(a: argparse.Namespace, sup: Supervisor, checkpoint: Path, note: str) -> dict:
     """The seeds through the started graph; the report (demo_report.json) built from their EpisodeResults."""
-    settings = GraphEpisodeSettings(task=a.task, episode_s=a.episode_s, strip_every_s=a.strip_every_s, out=Path(a.out))
+    settings = GraphEpisodeSettings(task=a.task, episode_s=a.episode_s, strip_every_s=a.strip_every_s, out=Path(a.out),
+                                    lockstep=a.lockstep)
     with GraphEpisodeRunner(settings, dead_nodes=lambda: _exited(sup)) as runner:
         episodes = runner.run(range(a.seed, a.seed + a.episodes))
         executor = runner.executor_summary()
@@ -135,6 +150,13 @@ def _run_episodes(a: argparse.Namespace, sup: Supervisor, checkpoint: Path, note
 
 def _exited(sup: Supervisor) -> list[str]:
     return [c.name for c in sup.children if c.proc.poll() is not None]
+
+
+def task_episode_s(task: str) -> float:
+    """Simulated seconds of the task's episode (config/sim/tasks.yaml episode_steps at the sim's 50 Hz)."""
+    from cosmos_policy_ros.sim.world_config import load_tasks_config, load_world_config  # noqa: PLC0415
+
+    return load_tasks_config()[task].episode_steps * load_world_config().control_dt
 
 
 def camera_size(checkpoint: Path, width: int | None, height: int | None) -> tuple[int, int]:

@@ -2,6 +2,7 @@
 
     cosmos-aloha eval checkpoints/sim_small_transfer_cube -n 50 --out runs/eval
     cosmos-aloha eval checkpoints/sim_small_transfer_cube -n 10 --graph --out runs/eval_graph
+    cosmos-aloha eval checkpoints/sim_small_transfer_cube -n 10 --graph --lockstep   (= in-process, via ROS)
     cosmos-aloha eval POLICY_BUNDLE -n 20 --planning PLANNING_BUNDLE --candidates 4
 """
 from __future__ import annotations
@@ -50,11 +51,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="planning: how the K x M values of a candidate become its score (default: config/planner.yaml)")
     p.add_argument("--graph", action="store_true",
                    help="run the episodes through the real ROS node graph (sim -> policy -> executor) instead")
+    p.add_argument("--lockstep", action="store_true",
+                   help="with --graph: the graph in lockstep (the sim waits for each chunk; episodes of the task's "
+                        "length, as in-process): the same seeds give the in-process results, whatever this "
+                        "machine's speed (docs/sim.md)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse(argv)
+    if ns.lockstep and not ns.graph:
+        print("error: --lockstep is a mode of the ROS graph: add --graph (in-process evaluation is lockstep already)",
+              file=sys.stderr)
+        return 2
     if ns.graph:
         return run_graph(ns)
     torch.set_num_threads(ns.threads)
@@ -85,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_graph(ns: argparse.Namespace) -> int:
     """The same seeds through DDS, the nodes and the executor's 50 Hz loop (`cosmos-aloha demo`)."""
     extra = [] if ns.planning is None else ["--mode", "planning", "--planning-checkpoint", ns.planning]
+    extra += ["--lockstep"] if ns.lockstep else []
     return demo.main(["--episodes", str(ns.n), "--seed", str(ns.first_seed), "--checkpoint", ns.policy,
                       "--out", ns.out or "eval_graph", *extra])
 

@@ -57,9 +57,13 @@ class SimStatusWatch:
         st = self.latest
         return st is not None and st["seed"] == seed and st["step"] < RESET_MAX_STEP
 
-    def episode_over(self, seed: int, episode_s: float, started_s: float = 0.0) -> bool:
-        """Episode `seed` succeeded or ran episode_s simulated seconds after ``started_s`` (sim time)."""
+    def episode_over(self, seed: int, episode_s: float, started_s: float = 0.0, lockstep: bool = False) -> bool:
+        """Episode `seed` succeeded or ran episode_s simulated seconds after ``started_s`` (sim time).
+
+        lockstep: the sim ends the episode itself, at the exact step (its horizon or success), and says so."""
         st = self.latest
+        if lockstep:
+            return st is not None and st["seed"] == seed and bool(st.get("done"))
         return st is not None and st["seed"] == seed and (st["success"] or st["time"] - started_s >= episode_s)
 
 
@@ -238,6 +242,10 @@ class GraphEpisodeSettings:
     strip_every_s: float
     # folder for the per-episode PNG strips, GIFs and chunk plots
     out: Path
+    # the graph runs in lockstep (lockstep:=true): the sim ends each episode at its horizon (episode_s) or
+    # on success and waits for the policy, so wall time is unbounded by episode_s (the first episode also
+    # waits for the model to load)
+    lockstep: bool = False
 
 
 class GraphEpisodeRunner:
@@ -343,7 +351,8 @@ class GraphEpisodeRunner:
 
     def wait_until_done(self, seed: int, timeout_s: float, started_s: float = 0.0) -> dict:
         """Spin until episode `seed` succeeds or runs its simulated time from ``started_s``; the sim's last status."""
-        if not self._spin(lambda: self.sim.episode_over(seed, self.settings.episode_s, started_s), timeout_s):
+        if not self._spin(lambda: self.sim.episode_over(seed, self.settings.episode_s, started_s,
+                                                        self.settings.lockstep), timeout_s):
             raise GraphEpisodeError(f"seed {seed}: the episode did not end within {timeout_s:.0f} s")
         return self.sim.latest
 
@@ -357,7 +366,8 @@ class GraphEpisodeRunner:
         self.trace.begin(float(self.sim.latest["time"]) if self.sim.latest else 0.0)
         started_s = self.start()
         t0 = time.monotonic()
-        status = self.wait_until_done(seed, 60 + s.episode_s * 30, started_s)
+        status = self.wait_until_done(seed, (300 + s.episode_s * 60) if s.lockstep else (60 + s.episode_s * 30),
+                                      started_s)
         ep = episode_result(status, self.latencies[first_chunk:], time.monotonic() - t0, f"episode_{seed:05d}.png")
         save_strip(self.strip.finish(), s.out / ep.strip,
                    f"seed {seed} {'SUCCESS' if ep.success else 'fail'} stage {ep.max_stage} "
@@ -379,14 +389,18 @@ class GraphEpisodeRunner:
 
     def run(self, seeds: Sequence[int]) -> list[EpisodeResult]:
         """All seeds in order, one progress line each; the executor is stopped at the end."""
-        print("demo: waiting for the first action chunk (model warm-up)...", flush=True)
-        self.wait_for_policy()
+        if self.settings.lockstep:  # simulated time waits for the policy's first chunk by itself
+            print("demo: lockstep: the sim waits for each chunk (the first one after the model's warm-up)", flush=True)
+        else:
+            print("demo: waiting for the first action chunk (model warm-up)...", flush=True)
+            self.wait_for_policy()
         episodes = []
         for i, seed in enumerate(seeds):
             ep = self.run_episode(seed)
             episodes.append(ep)
             print(f"demo: episode {i + 1}/{len(seeds)} seed {seed}: {'SUCCESS' if ep.success else 'failure'} "
-                  f"(stage {ep.max_stage}/4, {ep.sim_time_s:.1f} s simulated, {ep.queries} chunks)", flush=True)
+                  f"(stage {ep.max_stage}/4, {ep.sim_time_s:.1f} s simulated in {ep.wall_s:.1f} s wall, "
+                  f"{ep.queries} chunks)", flush=True)
         self.stop()
         return episodes
 

@@ -7,6 +7,10 @@ passes the same frame checks. Ages are judged on message stamps or, where the so
 host's, on arrival (config/policy.yaml observation_time); chunks carry the message stamps either way.
 The worker computes a chunk when the executor asks (topics.CHUNK_REQUEST) or back to back, and refuses —
 saying why on topics.POLICY_STATUS and in a throttled log line — whenever the observation is not fresh.
+Lockstep (parameter lockstep:=true, the graph's lockstep argument): simulated time stands still until the
+chunk arrives, so the worker waits until every stream's newest message is stamped exactly at the request's
+time (the lockstep sim renders the cameras for it) and observes that step, as the in-process evaluation
+does; the chunk's inference_latency_s is then the wall-clock compute time (its simulated latency is 0).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import threading
 import time
 
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32, Header, String
@@ -51,6 +56,15 @@ class ObservingNode(Node):
         super().__init__(name)
         self.pcfg = load_policy_config(declare(self, "config", DEFAULT_POLICY_CONFIG),
                                        config_overrides(self, field_types(PolicyNodeConfig, "trigger")))
+        self.lockstep = declare(self, "lockstep", False)
+        if self.lockstep:
+            if self.pcfg.trigger != "request":
+                raise cfg.ConfigError(f"lockstep:=true needs trigger request (the executor asks at each step it "
+                                      f"waits at), got trigger {self.pcfg.trigger}")
+            self.set_parameters([Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+        self._want_ns: int | None = None  # lockstep: the step the executor asked at
+        self._answered_ns: int | None = None  # lockstep: the step the last chunk was computed for
+        self._seen_ns: dict[str, int] = {}  # lockstep: stream -> stamp (ns) of its newest message
         self.robot = AlohaRobot.from_yaml(declare(self, "robot_config", "robot/aloha_interbotix.yaml"))
         self.cams = load_cameras(declare(self, "camera_config", "cameras.yaml"))
         declare(self, "task", "")
@@ -144,6 +158,8 @@ class ObservingNode(Node):
     def _times(self, stream: str, msg) -> tuple[float, float, float]:
         """(time its age is judged by, message stamp, now): the stamp, or the arrival time (observation_time)."""
         stamp, now = seconds(msg.header.stamp), self.now_s()
+        if self.lockstep:  # one simulated clock: no offsets to find; the stamp is the step's time
+            return stamp, stamp, stamp
         found = self.offsets.add(stream, stamp, now)
         if found is not None:
             line = offset_line(found, self.pcfg.observation_time, self.pcfg.max_future_s, self.offsets.samples)
@@ -167,23 +183,47 @@ class ObservingNode(Node):
             return
         t, stamp, now = self._times(cam, msg)
         self.cache.put_image(cam, t, rgb, now, msg_stamp=stamp)
+        self._saw(cam, msg)
 
     def _on_joints(self, side: str, msg) -> None:
         try:
             q7 = self.robot.arm_state_from_joint_state(list(msg.name), list(msg.position))
             t, stamp, now = self._times(side, msg)
             self.cache.put_arm(side, t, q7, now, msg_stamp=stamp)
+            self._saw(side, msg)
         except ValueError as exc:
             self._input_log(f"{side} joint_states: {exc}", f"joints {side}")
 
-    def _on_request(self, _msg) -> None:
+    def _saw(self, stream: str, msg) -> None:
+        if self.lockstep:  # after the cache has it: the worker may build as soon as the stamps match
+            self._seen_ns[stream] = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+    def _on_request(self, msg) -> None:
+        if self.lockstep:
+            ns = msg.stamp.sec * 1_000_000_000 + msg.stamp.nanosec
+            if ns == self._answered_ns:
+                return  # a repeated request for a step already answered (one chunk per step: seeds stay in step)
+            self._want_ns = ns
         self._request.set()
+
+    def _at_requested_step(self) -> bool:
+        """Lockstep: every stream's newest message is stamped at the requested step (not yet: wait)."""
+        want = self._want_ns
+        streams = [*self.engine.layout.cameras, *self.robot.config.arms]
+        return want is not None and all(self._seen_ns.get(s) == want for s in streams)
 
     def _work(self) -> None:
         while self._running and self.context.ok():
             if self.pcfg.trigger == "request" and not self._request.wait(0.1):
                 continue
-            obs = self.cache.build(self.now_s())
+            if self.lockstep and (self._want_ns == self._answered_ns or not self._at_requested_step()):
+                if self._want_ns == self._answered_ns:
+                    self._request.clear()
+                else:
+                    time.sleep(0.002)
+                continue
+            asked_ns = self._want_ns
+            obs = self.cache.build(asked_ns * 1e-9 if self.lockstep else self.now_s())
             if isinstance(obs, NotReady):
                 self._refuse(obs.reason)
                 time.sleep(0.05)
@@ -200,12 +240,13 @@ class ObservingNode(Node):
                 continue
             # the message stamp: the robot PC's clock, on which the executor plays the chunk
             msg.header.stamp = msg.trajectory.header.stamp = time_msg(obs.msg_stamp)
-            msg.inference_latency_s = float(self.now_s() - obs.stamp)
+            msg.inference_latency_s = float(time.perf_counter() - t0 if self.lockstep else self.now_s() - obs.stamp)
             msg.sequence = self.sequence
             self.sequence += 1
             if not (self._running and self.context.ok()):
                 return
             self.chunk_pub.publish(msg)
+            self._answered_ns = asked_ns
             self._publish_extras(msg)
             self.value_pub.publish(Float32(data=float(value)))
             self.published += 1

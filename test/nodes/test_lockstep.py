@@ -213,10 +213,10 @@ def _lockstep_graph_episode(context, out: Path, seed: int = SEED) -> dict:
 
 def _in_process_episode(seed: int = SEED) -> dict:
     """The same seed in-process (evaluation/in_process.py), every executed command and the state after it."""
+    import torch
+
     from cosmos_policy_ros.evaluation.in_process import Episode, EpisodeSettings, engine_from_dir, engine_policy
     from cosmos_policy_ros.sim.sim_aloha import SimAloha
-
-    import torch
 
     torch.set_num_threads(1)  # as `cosmos-aloha eval --threads 1` and the policy node here (torch_threads: cores - 1)
     eng, meta = engine_from_dir(CHECKPOINT)

@@ -295,3 +295,61 @@ def test_lockstep_graph_episode_does_not_depend_on_machine_speed(calm_episode, t
     assert diff <= REPEAT_TOL, f"the episode changed with the machine's load: max |diff| {diff:.2e}"
     assert np.abs(loaded["commands"] - calm["commands"]).max() <= REPEAT_TOL
     assert loaded["status"]["max_stage"] == calm["status"]["max_stage"]
+
+
+# ---- the graph argument (no nodes) ----------------------------------------------------------------------------------
+def test_lockstep_argument_sets_sim_time_everywhere_and_synchronous_chunks():
+    from cosmos_policy_ros.graph import resolve
+
+    specs = resolve("direct", {"use_sim": "true", "lockstep": "true"})
+    params = {s.key: dict(s.parameters) for s in specs}
+    assert all(p.get("use_sim_time") is True for p in params.values()), params
+    assert params["executor"]["chunk_mode"] == "synchronous"
+    assert params["sim"]["lockstep"] is params["executor"]["lockstep"] is params["policy"]["lockstep"] is True
+    plain = {s.key: dict(s.parameters) for s in resolve("direct", {"use_sim": "true"})}
+    assert all("use_sim_time" not in p for p in plain.values()) and plain["sim"]["lockstep"] is False
+
+
+@pytest.mark.parametrize("mode, given, message", [
+    ("direct", {"use_sim": "false", "policy_checkpoint": "/tmp"}, "lockstep:=true needs the simulated ALOHA"),
+    ("sim", {"use_sim": "true"}, "lockstep:=true needs the executor to drive the sim; mode sim"),
+    ("direct", {"use_sim": "true", "chunk_mode": "blend"},
+     "lockstep:=true runs chunk_mode synchronous (the sim waits while the policy computes each chunk), "
+     "got chunk_mode:=blend"),
+])
+def test_lockstep_is_refused_in_one_line_where_it_cannot_hold(mode, given, message):
+    from cosmos_policy_ros.config import ConfigError
+    from cosmos_policy_ros.graph import resolve
+
+    with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)")) as err:
+        resolve(mode, {**given, "lockstep": "true"})
+    assert "\n" not in str(err.value)
+
+
+def test_the_lockstep_executor_sends_nothing_while_it_waits_for_a_chunk():
+    from cosmos_policy_ros.config import ConfigError
+    from cosmos_policy_ros.robot.executor_config import ExecutorConfig
+    from cosmos_policy_ros.robot.executor_core import ExecutorCore
+    from cosmos_policy_ros.robot.scheduler import Chunk
+
+    with pytest.raises(ConfigError, match="lockstep runs chunk_mode synchronous"):
+        ExecutorCore(ROBOT, ExecutorConfig(), lockstep=True)
+    cfg = ExecutorConfig()
+    cfg.scheduler.mode = "synchronous"
+    core = ExecutorCore(ROBOT, cfg, lockstep=True)
+    q = ROBOT.pose14("start", gripper=0.5)
+    core.on_measured(q, 0.0)
+    assert core.start(0.0)[0]
+    out = core.tick(0.0)
+    assert out.command is None and out.request and out.request_deadline == 0.0
+    out = core.tick(0.0)  # still no chunk: nothing, and the request stays outstanding
+    assert out.command is None and not out.request
+    actions = np.tile(q, (3, 1))
+    assert core.on_chunk(Chunk.build(0.0, [0.0, DT, 2 * DT], actions), 0.0)[0]
+    for k in range(3):  # one action per step; the last one played although the tick is a hair after its end
+        core.on_measured(q, k * DT)
+        out = core.tick(k * DT + (1e-9 if k == 2 else 0.0))
+        assert out.command is not None and not out.request
+    core.on_measured(q, 3 * DT)
+    out = core.tick(3 * DT)
+    assert out.command is None and out.request and out.request_deadline == pytest.approx(3 * DT)

@@ -16,7 +16,7 @@ errors are independent. This bench
 
     MUJOCO_GL=egl .venv/bin/python bench/bench_readback_noise.py [--episodes 2] [--obs 8] [--samples 4]
     .venv/bin/python bench/bench_readback_noise.py --sigma 0.07 --rho 0.3     # skip the measurement
-Prints two tables; not part of the test suite. About 2 min on one core (measurement included).
+Prints two tables; not part of the test suite. About 20 s on one core (measurement included).
 """
 from __future__ import annotations
 

@@ -114,6 +114,9 @@ class Preprocessing:
         stated = dict(section)
         if "center_crop" in meta:
             stated.setdefault("center_crop", meta["center_crop"])
+        train = meta.get("train")
+        if "preprocess" not in meta and isinstance(train, Mapping) and train.get("crop"):
+            stated["crop"] = train["crop"]     # a training checkpoint (checkpoint.json): its recipe's crop
         known = {f.name: f for f in dataclasses.fields(cls)}
         for key, value in stated.items():
             if key not in known:

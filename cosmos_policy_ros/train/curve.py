@@ -26,8 +26,8 @@ def success_curve(run: str | Path, n: int, first_seed: int = 0, every: int = 1, 
         eng, _ = engine_from_dir(d)
         lay = eng.cfg.layout
         res = evaluate(engine_policy(eng), n, range(first_seed, first_seed + n), task=meta["train"]["task"],
-                       cameras=lay.cameras, size=lay.image_size, instruction=meta["instruction"],
-                       execute=execute, progress=False)
+                       cameras=lay.cameras, size=eng.preprocessing.square_render_side(lay.image_size, lay.cameras),
+                       instruction=meta["instruction"], execute=execute, progress=False)
         points.append({"checkpoint": d.name, "step": meta["step"], "train_minutes": meta["elapsed_s"] / 60,
                        "n": res.n, "successes": res.successes, "ci95": list(res.ci95),
                        "mean_stage": res.mean_stage, "latency_s_median": res.latency_s_median})

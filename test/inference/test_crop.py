@@ -93,6 +93,7 @@ def test_exported_bundle_deploys_with_its_training_crop(tmp_path):
     assert json.loads((out / "policy.json").read_text())["preprocess"]["crop"] == {"cam_high": CROP}
     bundle = resolve_bundle(out)
     assert bundle.preprocessing.crop == {"cam_high": tuple(CROP)} and not bundle.preprocessing.center_crop
+    assert resolve_bundle(tmp_path / "run").preprocessing.crop == bundle.preprocessing.crop   # checkpoint.json too
     engine = build_engine(bundle)
     ep = read_episode(next(data.glob("*.hdf5")), CAMS)
     obs = {"images": {c: ep.images[c][0] for c in CAMS}, "proprio": ep.qpos[0], "instruction": INSTRUCTION}

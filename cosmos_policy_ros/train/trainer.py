@@ -11,6 +11,7 @@ Same machine, world size and thread count -> same numbers.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from .config import TrainConfig, train_config_to_dict
 from .dataset import LatentSampleSet
 from .ema import EMA
 from .objective import diffusion_loss
+from .prepare import inference_preprocessing
 from .step_batches import MicroBatch, StepBatches, step_generator, step_loader
 
 
@@ -152,6 +154,9 @@ class Trainer:
                 "world_size": self.ranks.world, "model": config_to_dict(self.model.cfg),
                 "train": train_config_to_dict(self.cfg), "stats": self.stats, "instruction": self.instruction,
                 "history": self.history, "init_from": self.init_from,
+                # how frames must reach this checkpoint's model when it is deployed as it is (resize, crop, the
+                # test-time centre crop after augmented training): deploy.bundle reads it as for an export
+                "preprocess": dataclasses.asdict(inference_preprocessing(self.cfg)),
                 # the gripper constants that normalised the episodes (deploy/bundle.py checks them at load)
                 "gripper_convention": AlohaRobot.from_yaml(self.cfg.robot_config).config.gripper.convention_record()}
 

@@ -275,3 +275,18 @@ def test_evaluation_loads_training_checkpoints_on_their_ema_weights(tmp_path, da
     weights = {k: v for k, v in eng.model.net.state_dict().items() if v.dtype.is_floating_point}
     assert all(torch.equal(v, saved[f"net_ema.{k}"]) for k, v in weights.items())
     assert any(not torch.equal(saved[f"net_ema.{k}"], saved[f"net.{k}"]) for k in weights)  # they really differ
+
+
+def test_a_training_checkpoint_deploys_with_its_runs_preprocessing(tmp_path, data_dir):
+    """Not exported: the run folder still deploys with the run's resize and, after augmented training, the
+    test-time centre crop (as an export would), not with the plain trainer defaults."""
+    from cosmos_policy_ros.deploy.bundle import resolve_bundle
+    tr = cli.start(_recipe(tmp_path, steps=2, augment_copies=2, image_resize="pil_256_224"), data_dir,
+                   tmp_path / "run", progress=False)
+    tr.fit(progress=False)
+    pre = resolve_bundle(tmp_path / "run").preprocessing
+    assert pre.center_crop is True and pre.resize == "pil_256_224"
+    plain = cli.start(_recipe(tmp_path, steps=2), data_dir, tmp_path / "plain", progress=False)
+    plain.fit(progress=False)
+    pre = resolve_bundle(tmp_path / "plain").preprocessing
+    assert pre.center_crop is False and pre.resize == "torch"

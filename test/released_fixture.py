@@ -82,3 +82,19 @@ def write_released_folder(dest: Path, model_config: str = "tiny_test", seed: int
     with open(dest / T5.names[0], "wb") as f:
         pickle.dump(table, f)
     return dest
+
+
+def write_tiny_episodes(d: Path, instruction: str, n: int = 2, T: int = 41, height: int = 64, width: int = 64,
+                        seed: int = 0) -> Path:
+    """Episodes near the robot's start pose (inside `released_statistics`' range) with random frames of the
+    three released cameras, as ALOHA HDF5 (what `cosmos-aloha convert` writes from a lab's recordings)."""
+    from cosmos_policy_ros.data.aloha_hdf5 import write_episode
+    rng = np.random.default_rng(seed)
+    centre = AlohaRobot.from_yaml().pose14("start", gripper=0.5)
+    cams = ("cam_left_wrist", "cam_right_wrist", "cam_high")
+    for e in range(n):
+        qpos = (centre + 0.1 * np.sin(np.linspace(0, 1, T)[:, None] * np.arange(1, 15) + e)).astype(np.float32)
+        imgs = {c: (rng.random((T, height, width, 3)) * 255).astype(np.uint8) for c in cams}
+        write_episode(d / f"episode_{e}.hdf5", qpos, qpos * 0, np.roll(qpos, -1, axis=0), imgs, success=True,
+                      task="lab", instruction=instruction, seed=e)
+    return d

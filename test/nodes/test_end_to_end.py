@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import stop_processes
 
 from cosmos_policy_ros import topics
 
@@ -23,18 +24,7 @@ def _start(module: str, *params: str, name: str):
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
 
 
-def _stop(procs):
-    outs = {}
-    for name, p in procs.items():
-        if p.poll() is None:
-            p.send_signal(2)
-    for name, p in procs.items():
-        try:
-            outs[name] = p.communicate(timeout=20)[0]
-        except subprocess.TimeoutExpired:
-            p.kill()
-            outs[name] = p.communicate()[0]
-    return outs
+_stop = stop_processes
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +55,9 @@ def test_policy_drives_sim_through_executor_and_dead_camera_pauses(bundle, ros_c
     }
     node = rclpy.create_node("e2e_test", context=ros_context)
     chunks, states, status, policy_status, wrist = [], [], [], [], []
-    node.create_subscription(ActionChunk, topics.ACTION_CHUNK, chunks.append, 10)
+    arrived = []  # monotonic arrival time of each chunk
+    node.create_subscription(ActionChunk, topics.ACTION_CHUNK,
+                             lambda m: (chunks.append(m), arrived.append(time.monotonic())), 10)
     node.create_subscription(JointState, "/follower_left/joint_states", states.append, qos_profile_sensor_data)
     node.create_subscription(ExecutorStatus, topics.EXECUTOR_STATUS, status.append, 10)
     node.create_subscription(String, topics.POLICY_STATUS, lambda m: policy_status.append(m.data), 10)
@@ -105,7 +97,7 @@ def test_policy_drives_sim_through_executor_and_dead_camera_pauses(bundle, ros_c
 
         # kill the cam_high stream: the policy refuses with a reason, the executor holds
         publish_cam[0] = False
-        n_chunks = len(chunks)
+        killed = time.monotonic()
         pump(0.1)
         assert spin_until(ex, lambda: any("cam_high is stale" in s for s in policy_status[-5:]), timeout=30), \
             policy_status[-5:]
@@ -120,7 +112,11 @@ def test_policy_drives_sim_through_executor_and_dead_camera_pauses(bundle, ros_c
             if time.monotonic() - quiet_since > 3.0 and status and status[-1].state == "HOLDING":
                 break
         assert status[-1].state == "HOLDING", status[-1].state
-        assert len(chunks) <= n_chunks + 2, "the policy kept publishing without cam_high"
+        # frames stay usable for the cache's max_age_s (0.5 s) after the last one; an inference started by then
+        # may still land: nothing later than that (how many chunks fit in the window depends on the CPU)
+        window = 0.5 + max(c.inference_latency_s for c in chunks) + 0.5
+        late = [round(t - killed, 2) for t in arrived if t - killed > window]
+        assert not late, f"the policy kept publishing without cam_high: chunks {late} s after it died"
         settled = len(chunks)
         held_cmd = np.array(status[-1].last_command)
         held = np.array(states[-1].position[:6])

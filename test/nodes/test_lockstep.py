@@ -20,7 +20,7 @@ pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy")
 
-from helpers import spin_until  # noqa: E402
+from helpers import spin_until, stop_processes  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
@@ -51,18 +51,7 @@ def _node_proc(module: str, *params: str, name: str):
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
 
 
-def _stop(procs: dict) -> dict:
-    for p in procs.values():
-        if p.poll() is None:
-            p.send_signal(2)
-    outs = {}
-    for name, p in procs.items():
-        try:
-            outs[name] = p.communicate(timeout=20)[0]
-        except subprocess.TimeoutExpired:
-            p.kill()
-            outs[name] = p.communicate()[0]
-    return outs
+_stop = stop_processes
 
 
 def test_sim_time_stands_still_while_no_chunk_has_arrived(ros_context):

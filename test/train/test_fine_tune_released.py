@@ -12,33 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from released_fixture import write_released_folder
+from released_fixture import write_released_folder, write_tiny_episodes
 from tiny_t5 import write_tiny_t5
 
-from cosmos_policy_ros.data.aloha_hdf5 import write_episode
 from cosmos_policy_ros.deploy.bundle import build_engine, resolve_bundle
 from cosmos_policy_ros.model.checkpoint import read_state_dict
 from cosmos_policy_ros.model.config import WAN21_LATENT_MEAN, WAN21_LATENT_STD
 from cosmos_policy_ros.model.text import T5EmbeddingStore
-from cosmos_policy_ros.robot.aloha import AlohaRobot
 from cosmos_policy_ros.train import cli
 from cosmos_policy_ros.train.instruction_embeddings import context_file
 from cosmos_policy_ros.train.t5_embed import main as t5_embed
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMS = ("cam_left_wrist", "cam_right_wrist", "cam_high")
-
-
-def write_tiny_episodes(d: Path, instruction: str, n: int = 2, T: int = 41) -> Path:
-    """Episodes near the robot's start pose (inside the released statistics' range), 64x64 random frames."""
-    rng = np.random.default_rng(0)
-    centre = AlohaRobot.from_yaml().pose14("start", gripper=0.5)
-    for e in range(n):
-        qpos = (centre + 0.1 * np.sin(np.linspace(0, 1, T)[:, None] * np.arange(1, 15) + e)).astype(np.float32)
-        imgs = {c: (rng.random((T, 64, 64, 3)) * 255).astype(np.uint8) for c in CAMS}
-        write_episode(d / f"episode_{e}.hdf5", qpos, qpos * 0, np.roll(qpos, -1, axis=0), imgs, success=True,
-                      task="lab", instruction=instruction, seed=e)
-    return d
 
 
 def write_recipe(d: Path, **train) -> Path:

@@ -15,28 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from released_fixture import write_released_folder
+from released_fixture import write_released_folder, write_tiny_episodes
 from tiny_t5 import write_tiny_t5
 
-from cosmos_policy_ros.data.aloha_hdf5 import write_episode
 from cosmos_policy_ros.deploy.bundle import build_engine, resolve_bundle
-from cosmos_policy_ros.robot.aloha import AlohaRobot
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMS = ("cam_left_wrist", "cam_right_wrist", "cam_high")
 BIN = Path(sys.executable).parent
 INSTRUCTION = "stack cups on plate"
-
-
-def _episodes(d: Path, n: int = 2, T: int = 30) -> Path:
-    rng = np.random.default_rng(1)
-    centre = AlohaRobot.from_yaml().pose14("start", gripper=0.5)
-    for e in range(n):
-        qpos = (centre + 0.1 * np.sin(np.linspace(0, 1, T)[:, None] * np.arange(1, 15) + e)).astype(np.float32)
-        imgs = {c: (rng.random((T, 480, 640, 3)) * 255).astype(np.uint8) for c in CAMS}
-        write_episode(d / f"episode_{e}.hdf5", qpos, qpos * 0, np.roll(qpos, -1, axis=0), imgs, success=True,
-                      task="lab", instruction=INSTRUCTION, seed=e)
-    return d
 
 
 def _run(cmd: list[str], timeout: float = 300) -> str:
@@ -49,7 +36,7 @@ def _run(cmd: list[str], timeout: float = 300) -> str:
 @pytest.mark.slow
 def test_released_parent_to_deployable_bundle_through_torchrun_fsdp(tmp_path):
     released = write_released_folder(tmp_path / "released")
-    data = _episodes(tmp_path / "recordings")
+    data = write_tiny_episodes(tmp_path / "recordings", INSTRUCTION, T=30, height=480, width=640, seed=1)
     t5 = tmp_path / "lab_t5.pkl"
     _run([str(BIN / "cosmos-aloha"), "t5-embed", "--model", str(write_tiny_t5(tmp_path / "t5")), "--max-length", "8",
           "--device", "cpu", "--out", str(t5), "--from-episodes", str(data), "--no-progress"])

@@ -236,6 +236,9 @@ def _in_process_episode(seed: int = SEED) -> dict:
 
 @pytest.fixture(scope="module")
 def calm_episode(tmp_path_factory):
+    # the graph's policy node runs the bundled checkpoint: a robot-PC stage without torch skips (its node would
+    # only die with "No module named 'torch'" inside the graph, where the CI stage cannot read it)
+    pytest.importorskip("torch", reason="needs torch (not installed in this CI stage)")
     ctx = rclpy.context.Context()
     rclpy.init(context=ctx)
     try:

@@ -1,7 +1,9 @@
 """Helpers shared by tests (importable as ``helpers``: pytest puts test/ on sys.path)."""
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 
 
@@ -28,3 +30,11 @@ def stop_processes(procs: dict[str, subprocess.Popen], timeout: float = 20.0) ->
             p.kill()
             outs[name] = p.communicate()[0]
     return outs
+
+
+def start_node(module: str, *params: str, name: str) -> subprocess.Popen:
+    """``python -m module`` as node ``name`` with ``-p key:=value`` parameters; output merged, read by the test."""
+    args = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}"]
+    for p in params:
+        args += ["-p", p]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())

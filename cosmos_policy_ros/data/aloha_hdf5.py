@@ -180,16 +180,24 @@ def read_episode(path: str | Path, cameras: Sequence[str] = ()) -> EpisodeData:
                            gripper_constants=str(a.get("gripper_constants", "")))
 
 
-def _read_camera(f: h5py.File, cam: str, T: int, path: Path) -> np.ndarray:
+def camera_frames(f: h5py.File, cam: str, T: int, path: str | Path) -> h5py.Dataset:
+    """Camera ``cam``'s frames as an unread dataset, checked to be (T, H, W, 3) uint8; else one line naming it.
+
+    Reads no pixels: the training cache checks every episode's cameras with it before encoding any.
+    """
     key = f"observations/images/{cam}"
-    if key not in f:
+    d = f.get(key)
+    if not isinstance(d, h5py.Dataset):
         have = sorted(f["observations/images"]) if "observations/images" in f else []
         raise EpisodeFormatError(f"{path}: missing camera {cam!r} (has {have})")
-    arr = _load(f, key, path)
-    if arr.ndim != 4 or arr.shape[0] != T or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise EpisodeFormatError(f"{path}: /{key} has shape {arr.shape} {arr.dtype}, "
-                                 f"expected ({T}, H, W, 3) uint8")
-    return arr
+    if d.ndim != 4 or d.shape[0] != T or d.shape[-1] != 3 or d.dtype != np.uint8:
+        raise EpisodeFormatError(f"{path}: /{key} has shape {d.shape} {d.dtype}, expected ({T}, H, W, 3) uint8")
+    return d
+
+
+def _read_camera(f: h5py.File, cam: str, T: int, path: Path) -> np.ndarray:
+    camera_frames(f, cam, T, path)
+    return _load(f, f"observations/images/{cam}", path)
 
 
 def list_episodes(data_dir: str | Path) -> list[Path]:

@@ -39,16 +39,10 @@ class LoopStats:
                     overruns=self.overruns, ticks=self.ticks)
 
 
-class RateLoop:
-    def __init__(self, period: float, fn: Callable[[], None], name: str = "rate-loop", spin_s: float = 0.0003,
-                 on_error: Callable[[BaseException], None] | None = None, priority: int = 0):
-        self.period = period
-        self.priority = priority  # >0: SCHED_FIFO priority for this thread (needs CAP_SYS_NICE / rtprio)
-        self.priority_error = ""
-        self.fn = fn
-        self.spin_s = spin_s
-        self.on_error = on_error
-        self.stats = LoopStats(period)
+class _LoopThread:
+    """The daemon thread a loop runs `_run` on, and its stop flag; `_wake` rouses a loop that waits elsewhere."""
+
+    def __init__(self, name: str):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -57,8 +51,28 @@ class RateLoop:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
+        self._wake()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def _wake(self) -> None:
+        """RateLoop sleeps on the stop flag itself: nothing more to do."""
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class RateLoop(_LoopThread):
+    def __init__(self, period: float, fn: Callable[[], None], name: str = "rate-loop", spin_s: float = 0.0003,
+                 on_error: Callable[[BaseException], None] | None = None, priority: int = 0):
+        super().__init__(name)
+        self.period = period
+        self.priority = priority  # >0: SCHED_FIFO priority for this thread (needs CAP_SYS_NICE / rtprio)
+        self.priority_error = ""
+        self.fn = fn
+        self.spin_s = spin_s
+        self.on_error = on_error
+        self.stats = LoopStats(period)
 
     def _set_priority(self) -> None:
         if self.priority <= 0:
@@ -98,7 +112,7 @@ class RateLoop:
                 pass
 
 
-class StepLoop:
+class StepLoop(_LoopThread):
     """Lockstep: one tick per simulated step, on its own thread, instead of a wall-clock rate.
 
     ``advance(t)`` (callbacks) says the step at simulated time ``t`` is there (its /clock and both arms'
@@ -110,6 +124,7 @@ class StepLoop:
 
     def __init__(self, period: float, fn: Callable[[float], bool], name: str = "step-loop", retry_s: float = 0.02,
                  on_error: Callable[[BaseException], None] | None = None):
+        super().__init__(name)
         self.period, self.fn, self.retry_s, self.on_error = period, fn, retry_s, on_error
         self.stats = LoopStats(period)
         self.priority_error = ""
@@ -117,18 +132,10 @@ class StepLoop:
         self._available: float | None = None  # newest step that is there
         self._done: float | None = None  # newest step a command was sent for
         self._poked = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
+    def _wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
 
     def advance(self, t: float) -> None:
         with self._cond:

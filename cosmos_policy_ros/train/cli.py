@@ -174,12 +174,13 @@ def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None) -> 
                        "t5_embeddings": ck.EMBED_FILE, "ema": True}
     # one action per control step of the episodes (ALOHA HDF5: 50 Hz); deployment plays them at this period
     policy["action_period_s"] = meta.get("action_period_s", AlohaRobot.from_yaml().dt)
-    # how frames reach the model: the run's resize, and the test-time centre crop when it trained on augmented
-    # crops (the nodes and `cosmos-aloha eval` apply exactly this)
-    policy["preprocess"] = dataclasses.asdict(inference_preprocessing(train_config_from_dict(meta["train"], str(d))))
+    tcfg = train_config_from_dict(meta["train"], str(d))
+    # how frames reach the model: the run's resize and crop, and the test-time centre crop when it trained on
+    # augmented crops (the nodes and `cosmos-aloha eval` apply exactly this); checkpoint.json records it
+    policy["preprocess"] = meta.get("preprocess") or dataclasses.asdict(inference_preprocessing(tcfg))
     # the gripper constants that normalised the episodes: nodes refuse a robot config with other ones
     policy["gripper_convention"] = meta.get("gripper_convention") or AlohaRobot.from_yaml(
-        train_config_from_dict(meta["train"], str(d)).robot_config).config.gripper.convention_record()
+        tcfg.robot_config).config.gripper.convention_record()
     (out / "policy.json").write_text(json.dumps(policy, indent=1))
     (out / "history.json").write_text(json.dumps(meta["history"]))
     if (Path(run) / "loss.png").is_file():
@@ -214,18 +215,14 @@ def main(argv: list[str] | None = None) -> int:
                         "model) on --gpus x --gpu, and stop")
     memory_plan.add_arguments(p)
     ns = p.parse_args(argv)
-    if ns.plan:
-        try:
-            print(memory_plan.run_plan(ns.config or memory_plan.DEFAULT_MODEL, ns))
-            return 0
-        except (ValueError, *EXPECTED_ERRORS) as exc:
-            print(f"error: {one_line(exc)}", file=sys.stderr)
-            return 2
-    if not ns.run:
+    if not ns.plan and not ns.run:
         p.error("the following arguments are required: --run")
-    if not (ns.export or ns.resume or (ns.config and ns.data)):
+    if not (ns.plan or ns.export or ns.resume or (ns.config and ns.data)):
         p.error("a fresh run needs --config and --data (or --resume)")
     try:
+        if ns.plan:  # no run: the table for --config (default the 2B model) on --gpus x --gpu
+            print(memory_plan.run_plan(ns.config or memory_plan.DEFAULT_MODEL, ns))
+            return 0
         if ns.export:  # one process; under torchrun rank 0 exports and the others have nothing to do
             if distributed.env_rank() == 0:
                 print(f"exported {export(ns.run, ns.export)}")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from cosmos_policy_ros.data.aloha_hdf5 import EpisodeData, EpisodeFormatError, list_episodes, open_episode, read_episode
+from cosmos_policy_ros.data.aloha_hdf5 import EpisodeData, camera_frames, list_episodes, open_episode, read_episode
 from cosmos_policy_ros.data.stats import compute_statistics
 from cosmos_policy_ros.inference.normalization import DatasetStats
 from cosmos_policy_ros.inference.preprocessing import TRAINER, Preprocessing
@@ -31,7 +31,7 @@ from cosmos_policy_ros.robot.aloha import GRIPPER_CONVENTION_KEYS, AlohaRobot
 from . import augment
 from .config import TrainConfig
 from .dataset import LatentSampleSet, SampleTable, encoded_steps, plan_samples
-from .latent_store import EncodeSettings, EpisodeSource, FrameEncoder, LatentReader, LatentStore, vae_fingerprint
+from .latent_store import BLANK, EncodeSettings, EpisodeSource, FrameEncoder, LatentReader, LatentStore, vae_fingerprint
 
 DATASET_FILE = "dataset.safetensors"
 DATASET_JSON = "dataset.json"
@@ -107,13 +107,7 @@ def check_cameras(ep: EpisodeData, cameras: Sequence[str]) -> None:
     """Every camera the layout needs is there as (T, H, W, 3) uint8, checked before any frame is encoded."""
     with open_episode(ep.path) as f:
         for cam in cameras:
-            d = f.get(f"observations/images/{cam}")
-            if d is None:
-                have = sorted(f["observations/images"]) if "observations/images" in f else []
-                raise EpisodeFormatError(f"{ep.path}: missing camera {cam!r} (has {have})")
-            if d.ndim != 4 or d.shape[0] != len(ep) or d.shape[-1] != 3 or d.dtype != np.uint8:
-                raise EpisodeFormatError(f"{ep.path}: /observations/images/{cam} has shape {d.shape} {d.dtype}, "
-                                         f"expected ({len(ep)}, H, W, 3) uint8")
+            camera_frames(f, cam, len(ep), ep.path)
 
 
 def encode_latents(files: Sequence[Path], episodes: Sequence[EpisodeData], run_dir: str | Path,
@@ -211,7 +205,7 @@ def sample_set(run_dir: str | Path, model_cfg_dict: dict) -> LatentSampleSet:
     t = load_file(str(run / DATASET_FILE))
     table = SampleTable.from_tensors({k[len("table."):]: v for k, v in t.items() if k.startswith("table.")})
     d = Path(lat["dir"])
-    reader = LatentReader(d, lat["files"], lat["frames"], np.load(d / "blank.npy"), lat["copies"])
+    reader = LatentReader(d, lat["files"], lat["frames"], np.load(d / BLANK), lat["copies"])
     norm = meta["latent_norm"]
     return LatentSampleSet(LatentLayout.from_config(cfg.layout), table, reader, torch.tensor(norm["shift"]),
                            torch.tensor(norm["scale"]))

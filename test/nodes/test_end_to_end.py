@@ -3,28 +3,17 @@
 executor holds."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from helpers import stop_processes
+from helpers import start_node, stop_processes
 
 from cosmos_policy_ros import topics
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def _start(module: str, *params: str, name: str):
-    args = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}"]
-    for p in params:
-        args += ["-p", p]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-
-
-_stop = stop_processes
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +35,11 @@ def test_policy_drives_sim_through_executor_and_dead_camera_pauses(bundle, ros_c
 
     procs = {
         # the sim renders two of the model's cameras; this test publishes the third (cam_high) itself
-        "sim": _start("cosmos_policy_ros.nodes.sim_node", "width:=96", "height:=72", "camera_rate_hz:=10.0",
+        "sim": start_node("cosmos_policy_ros.nodes.sim_node", "width:=96", "height:=72", "camera_rate_hz:=10.0",
                       "cameras:=cam_left_wrist,cam_right_wrist", name="e2e_sim"),
-        "executor": _start("cosmos_policy_ros.nodes.executor_node", "backend:=sim", "autostart:=true",
+        "executor": start_node("cosmos_policy_ros.nodes.executor_node", "backend:=sim", "autostart:=true",
                            "chunk_mode:=open_loop", name="e2e_executor"),
-        "policy": _start("cosmos_policy_ros.nodes.policy_node", f"checkpoint:={bundle}", "trigger:=continuous",
+        "policy": start_node("cosmos_policy_ros.nodes.policy_node", f"checkpoint:={bundle}", "trigger:=continuous",
                          name="e2e_policy"),
     }
     node = rclpy.create_node("e2e_test", context=ros_context)
@@ -82,7 +71,7 @@ def test_policy_drives_sim_through_executor_and_dead_camera_pauses(bundle, ros_c
         deadline = time.monotonic() + 240
         while len(chunks) < 3 and time.monotonic() < deadline:
             for name, p in procs.items():
-                assert p.poll() is None, f"{name} died:\n{_stop(procs)[name]}"
+                assert p.poll() is None, f"{name} died:\n{stop_processes(procs)[name]}"
             pump(0.5)
         assert len(chunks) >= 3, f"policy published {len(chunks)} chunks; status {policy_status[-3:]}"
         c = chunks[-1]
@@ -132,5 +121,5 @@ def test_policy_drives_sim_through_executor_and_dead_camera_pauses(bundle, ros_c
             f"arm moved away from the held command ({before:.3f} -> {after:.3f} rad)"
     finally:
         node.destroy_node()
-        outs = _stop(procs)
+        outs = stop_processes(procs)
     assert "not publishing: cam_high is stale" in outs["policy"]

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy")
 
-from helpers import spin_until, stop_processes  # noqa: E402
+from helpers import spin_until, start_node, stop_processes  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
@@ -44,22 +44,14 @@ FIRST_CHUNK_TOL = 1e-6
 TRAJECTORY_TOL = 1e-5
 
 
-def _node_proc(module: str, *params: str, name: str):
-    args = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}"]
-    for p in params:
-        args += ["-p", p]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-
-
-_stop = stop_processes
 
 
 def test_sim_time_stands_still_while_no_chunk_has_arrived(ros_context):
     """(b) strict lockstep: no chunk -> no command -> no step; a chunk of 20 actions -> exactly 20 steps."""
     procs = {
-        "sim": _node_proc("cosmos_policy_ros.nodes.sim_node", "lockstep:=true", "use_sim_time:=true", "width:=64",
+        "sim": start_node("cosmos_policy_ros.nodes.sim_node", "lockstep:=true", "use_sim_time:=true", "width:=64",
                           "height:=48", "cameras:=cam_high", name="ls_sim"),
-        "executor": _node_proc("cosmos_policy_ros.nodes.executor_node", "lockstep:=true", "use_sim_time:=true",
+        "executor": start_node("cosmos_policy_ros.nodes.executor_node", "lockstep:=true", "use_sim_time:=true",
                                "backend:=sim", "chunk_mode:=synchronous", "autostart:=true", name="ls_executor"),
     }
     node = rclpy.create_node("ls_clock_listener", context=ros_context)
@@ -72,7 +64,7 @@ def test_sim_time_stands_still_while_no_chunk_has_arrived(ros_context):
     ex.add_node(node)
     try:
         assert spin_until(ex, lambda: requests, timeout=90), \
-            f"no chunk request; executor {[s.state for s in status[-2:]]}\n{_stop(procs)}"
+            f"no chunk request; executor {[s.state for s in status[-2:]]}\n{stop_processes(procs)}"
         asked = seconds(requests[-1].stamp)
         spin_until(ex, lambda: False, timeout=2.0)  # the policy is "slow": 2 s of wall time, no chunk
         assert clocks and max(clocks) == pytest.approx(asked, abs=1e-9), \
@@ -93,7 +85,7 @@ def test_sim_time_stands_still_while_no_chunk_has_arrived(ros_context):
             f"a chunk of {n} actions moved the sim {(max(clocks) - asked) / DT:.2f} steps"
     finally:
         node.destroy_node()
-        outs = _stop(procs)
+        outs = stop_processes(procs)
     assert "lockstep" in outs["executor"], outs["executor"]
 
 

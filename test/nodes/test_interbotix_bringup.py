@@ -171,14 +171,16 @@ def test_first_start_makes_the_grippers_follow_the_policy(bench, tmp_path):
         for gripper in (0.8, 0.2):  # open-ish, then closed-ish: the measured fingers follow both ways
             bench.gripper = gripper
             t0 = time.monotonic()
-            # wait until the fingers have followed (or 15 s: a loaded CI machine delays joint states)
+            want = float(ROBOT.normalized_to_follower_joint(gripper))
+            # wait until the policy's gripper is commanded and the fingers have followed (or 15 s: a loaded CI
+            # machine delays joint states, and a stale-state hold commands the measured position meanwhile)
             bench.spin(lambda: time.monotonic() > t0 + 1.5 and all(
-                bench.commands[s] and bench.states[s] and bench.finger_error(s) < FINGER_TOLERANCE_M
-                for s in bench.states), 15)
+                bench.commands[s] and bench.states[s] and abs(bench.commands[s][-1].cmd - want) <= 1e-4
+                and bench.finger_error(s) < FINGER_TOLERANCE_M for s in bench.states), 15)
             assert all(bench.commands[s] for s in bench.states)
             for side in ROBOT.config.arms:
                 cmd = bench.commands[side][-1].cmd
-                assert cmd == pytest.approx(float(ROBOT.normalized_to_follower_joint(gripper)), abs=1e-4)
+                assert cmd == pytest.approx(want, abs=1e-4)
                 err = bench.finger_error(side)
                 print(f"{side}: policy gripper {gripper}, command {cmd:.4f} rad -> finger "
                       f"{GEOMETRY.finger_position(cmd):.4f} m, measured {bench.states[side][-1].position[7]:.4f} m")

@@ -154,6 +154,10 @@ class ModelConfig:
     sigma_data: float = 1.0
     text_len: int = 512
     released_param_count: int | None = None
+    # per-position normalisation of camera latents (model/camera_norm.py): cameras x C x h x w values each,
+    # measured on the training latents when train.camera_latent_norm > 0; empty: off (upstream, released)
+    camera_latent_mean: tuple[float, ...] = ()
+    camera_latent_std: tuple[float, ...] = ()
 
     def validate(self) -> None:
         for part in (self.dit, self.vae, self.layout, self.sampler):
@@ -170,6 +174,12 @@ class ModelConfig:
             raise ValueError(
                 f"one latent frame holds {per_frame} values, fewer than one action chunk "
                 f"({self.layout.chunk_len}x{self.layout.action_dim}); enlarge image_size")
+        n = len(self.layout.cameras) * per_frame
+        if (len(self.camera_latent_mean), len(self.camera_latent_std)) not in ((0, 0), (n, n)):
+            raise ValueError(f"camera_latent_mean/std need {n} values each (cameras x C x h x w) or none, got "
+                             f"{len(self.camera_latent_mean)} and {len(self.camera_latent_std)}")
+        if any(s <= 0 for s in self.camera_latent_std):
+            raise ValueError("camera_latent_std entries must be > 0")
 
 
 _SECTIONS = {"dit": DiTConfig, "vae": VAEConfig, "layout": LayoutConfig, "sampler": SamplerConfig}

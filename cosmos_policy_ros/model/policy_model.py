@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import checkpoint as ckpt
+from .camera_norm import camera_norm_maps, denormalize_cameras, normalize_cameras
 from .config import ModelConfig, load_model_config
 from .dit import CosmosDiT
 from .layout import LatentLayout
@@ -42,6 +43,7 @@ class CosmosPolicyModel(nn.Module):
         self.net = CosmosDiT(cfg.dit)
         self.vae = WanVAE(cfg.vae)
         self.layout = LatentLayout.from_config(cfg.layout)
+        self.camera_norm = camera_norm_maps(cfg)   # None unless the config carries per-position statistics
         # None: run in the weights' dtype (bf16 weights on CUDA, as upstream). torch.bfloat16 with float32
         # weights: torch.autocast (matmuls and attention in bf16, norms and softmax kept in float32).
         self.autocast_dtype: torch.dtype | None = None
@@ -119,21 +121,24 @@ class CosmosPolicyModel(nn.Module):
 
     @torch.no_grad()
     def encode_video(self, video: torch.Tensor, frame_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """uint8 (B,3,F,H,W) -> normalised latents (B,C,T,h,w) float32.
+        """uint8 (B,3,F,H,W) -> normalised latents (B,C,T,h,w) float32 (camera frames position-normalised when
+        the config says so, model/camera_norm.py).
 
         `frame_dtype`: the dtype of `uint8 / 127.5 - 1` (upstream computes it in bf16 on the GPU,
         text2world_model.py:770: each step rounds to bf16). The VAE then runs in its weights' dtype.
         """
         x = normalize_frames(video.to(self.device), frame_dtype)
         with self._autocast():
-            return self.vae.encode(x)
+            z = self.vae.encode(x)
+        return normalize_cameras(z, self.layout, self.camera_norm)
 
     @torch.no_grad()
     def decode_frames(self, latent: torch.Tensor, frames: Sequence[int]) -> dict[int, torch.Tensor]:
         """Decode the latent sequence and return uint8 (B,H,W,3) images of the given latent frames."""
         last = max(frames)
+        z = denormalize_cameras(latent[:, :, : last + 1].to(self.device).float(), self.layout, self.camera_norm)
         with self._autocast():
-            video = self.vae.decode(latent[:, :, : last + 1].to(self.device))
+            video = self.vae.decode(z)
         out = {}
         for f in frames:
             pix = 0 if f == 0 else (f - 1) * 4 + 1

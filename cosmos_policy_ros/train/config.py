@@ -57,6 +57,10 @@ class TrainConfig:
     # {cam_high: [0.2, 0.0, 0.8, 0.6]}: the cache applies it through the nodes' preprocess_image, the bundle
     # records it (preprocess.crop) and the nodes apply it (docs/training.md "Workspace crop"); {} = whole frames
     crop: Mapping[str, Crop] = field(default_factory=dict)
+    # > 0: normalise each camera's latents per (channel, row, column) by the training frames' mean and std, the std
+    # floored at this value (model/camera_norm.py; the statistics go into the model config); 0 = off (per-channel
+    # statistics only, as upstream). A fine-tune keeps its parent's.
+    camera_latent_norm: float = 0.0
     # dtype of the cached latents on disk: float16 (half the bytes) or float32
     latent_dtype: str = "float16"
     # frames per VAE call when encoding (each frame is a 1+4(1+cameras)-pixel-frame prefix)
@@ -93,6 +97,8 @@ class TrainConfig:
             raise ValueError("gamma must be in (0, 1]")
         if self.value_query not in ("v_sas", "v_sprime"):
             raise ValueError(f"value_query must be v_sas or v_sprime, got {self.value_query!r}")
+        if self.camera_latent_norm < 0:
+            raise ValueError("camera_latent_norm must be >= 0 (0 = off)")
         if self.augment_copies < 0 or self.encode_batch < 1:
             raise ValueError("augment_copies must be >= 0 and encode_batch >= 1")
         if self.image_resize not in ("torch", "pil_256_224"):

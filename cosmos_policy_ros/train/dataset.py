@@ -117,11 +117,13 @@ class LatentSampleSet:
 
     Picklable for DataLoader workers: the table is a few small arrays and a LatentReader maps its files
     lazily in each process. Latents are stored raw; `shift`/`scale` (per channel) bring them to the
-    dataset-normalised scale the model config's VAE statistics describe.
+    dataset-normalised scale the model config's VAE statistics describe, and `camera_norm` ((mean, std) per
+    camera and position, model/camera_norm.py; None: off) to the scale the model's encode_video gives.
     """
 
     def __init__(self, layout: LatentLayout, table: SampleTable, latents: LatentReader | InMemoryLatents,
-                 shift: torch.Tensor | None = None, scale: torch.Tensor | None = None):
+                 shift: torch.Tensor | None = None, scale: torch.Tensor | None = None,
+                 camera_norm: tuple[torch.Tensor, torch.Tensor] | None = None):
         C = latents.blank.shape[0]
         self.layout = layout
         self.table = table
@@ -129,6 +131,7 @@ class LatentSampleSet:
         self.shift = torch.zeros(C) if shift is None else torch.as_tensor(shift, dtype=torch.float32)
         self.scale = torch.ones(C) if scale is None else torch.as_tensor(scale, dtype=torch.float32)
         self.blank = (latents.blank - self.shift[:, None, None]) / self.scale[:, None, None]
+        self.camera_norm = camera_norm
 
     def __len__(self) -> int:
         return len(self.table)
@@ -145,7 +148,11 @@ class LatentSampleSet:
         if len(copies) and (copies.min() < 0 or copies.max() >= self.num_aug_copies):
             raise ValueError(f"aug_copy must be in [0, {self.num_aug_copies}), got {copies.min()}..{copies.max()}")
         z = self.latents.read(rows, copies)
-        return (z - self.shift[None, None, :, None, None]) / self.scale[None, None, :, None, None]
+        z = (z - self.shift[None, None, :, None, None]) / self.scale[None, None, :, None, None]
+        if self.camera_norm is not None:
+            mean, std = self.camera_norm
+            z = (z - mean) / std
+        return z
 
     def kinds_for(self, batch: int, mix: Sequence[float]) -> torch.Tensor:
         n_pol = int(round(batch * mix[0]))

@@ -23,6 +23,7 @@ from cosmos_policy_ros.data.aloha_hdf5 import EpisodeData, camera_frames, list_e
 from cosmos_policy_ros.data.stats import compute_statistics
 from cosmos_policy_ros.inference.normalization import DatasetStats
 from cosmos_policy_ros.inference.preprocessing import TRAINER, Preprocessing
+from cosmos_policy_ros.model.camera_norm import camera_norm_maps
 from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_config_from_dict
 from cosmos_policy_ros.model.layout import LatentLayout
 from cosmos_policy_ros.model.policy_model import CosmosPolicyModel
@@ -47,6 +48,22 @@ def with_latent_stats(cfg: ModelConfig, mean: torch.Tensor, std: torch.Tensor) -
     vae = dataclasses.replace(cfg.vae, latent_mean=tuple(float(x) for x in new_m),
                               latent_std=tuple(float(x) for x in new_s))
     return dataclasses.replace(cfg, vae=vae)
+
+
+def with_camera_norm(cfg: ModelConfig, reader: LatentReader, shift: torch.Tensor, scale: torch.Tensor,
+                     floor: float, rows_per_read: int = 4096) -> ModelConfig:
+    """Measure per-position camera statistics (model/camera_norm.py) over every cached frame (copy 0), in the
+    per-channel normalised scale, and put them into the model config."""
+    n, s1, s2 = 0, 0.0, 0.0
+    for start in range(0, len(reader), rows_per_read):
+        rows = np.arange(start, min(start + rows_per_read, len(reader)))
+        z = reader.read(rows, np.zeros(len(rows), np.int64)).double()
+        z = (z - shift.double()[None, None, :, None, None]) / scale.double()[None, None, :, None, None]
+        n, s1, s2 = n + len(rows), s1 + z.sum(0), s2 + (z * z).sum(0)
+    m = s1 / n
+    sd = ((s2 - n * m * m).clamp_min(0) / max(n - 1, 1)).sqrt().clamp_min(floor)
+    return dataclasses.replace(cfg, camera_latent_mean=tuple(m.flatten().tolist()),
+                               camera_latent_std=tuple(sd.flatten().tolist()))
 
 
 def episode_files(data_dirs: str | Path | Sequence[str | Path], max_episodes: int = 0) -> list[Path]:
@@ -167,6 +184,8 @@ def prepare_dataset(data_dir: str | Path | Sequence[str | Path], run_dir: str | 
         C = model_cfg.vae.z_dim
         mean, std, new_cfg = torch.zeros(C), torch.ones(C), model_cfg
     reader = store.reader(sources)
+    if train_cfg.camera_latent_norm > 0 and inherited_stats is None:
+        new_cfg = with_camera_norm(new_cfg, reader, mean, std, train_cfg.camera_latent_norm)
     meta = {"data_dir": [str(d) for d in ([data_dir] if isinstance(data_dir, (str, Path)) else data_dir)],
             "episodes": [str(p) for p in files], "samples": len(table), "encoded_frames": len(reader),
             "instruction": instructions[0], "stats": stats, "sample_stride": train_cfg.sample_stride,
@@ -208,4 +227,4 @@ def sample_set(run_dir: str | Path, model_cfg_dict: dict) -> LatentSampleSet:
     reader = LatentReader(d, lat["files"], lat["frames"], np.load(d / BLANK), lat["copies"])
     norm = meta["latent_norm"]
     return LatentSampleSet(LatentLayout.from_config(cfg.layout), table, reader, torch.tensor(norm["shift"]),
-                           torch.tensor(norm["scale"]))
+                           torch.tensor(norm["scale"]), camera_norm=camera_norm_maps(cfg))

@@ -1,0 +1,84 @@
+"""Does the policy read the cube from its cameras? The first chunk of an episode, across cube positions.
+
+At an episode's first step both arms stand at the start pose, so the proprio is the same for every seed and
+only the camera images tell where the cube lies; the demonstrator's first chunk then turns the right arm
+toward it (waist std ~0.2 rad over the spawn range). For each demo episode in DEMOS this bench asks the
+checkpoint for the first chunk (the engine the nodes use: crop, resize, VAE, sampler) and compares the right
+arm's pose at the chunk's end with the demonstrator's:
+
+* spread: std over episodes of the predicted joint against the demo's. A policy that ignores the images
+  predicts one pose for every cube (spread ~0); one that reads them follows the demo's spread.
+* corr / RMSE: per joint, predicted against demo, over the episodes.
+
+A checkpoint can have a low training loss and still predict one first chunk for every cube (docs/training.md:
+the sim_crop run at 2,844 steps, spread 0.001 rad against the demos' 0.2). Use it along a run's checkpoints
+(seconds each) before spending episodes on `cosmos-aloha eval`.
+
+    MUJOCO_GL=egl .venv/bin/python bench/bench_image_use.py CHECKPOINT DEMOS [DEMOS ...] [--episodes 20] [--t 0]
+DEMOS: folders of scripted demos rendered for that checkpoint (`cosmos-aloha gen-demos DIR --recipe R`; its
+training demos answer "has it learned to", unseen seeds "does it generalise"). Prints a table; not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+RIGHT_ARM = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
+RIGHT = slice(7, 13)   # the right arm's six joints in the 14-D ALOHA order
+
+
+def first_chunks(engine, meta: dict, paths, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, demo) right-arm poses at the end of the chunk observed at step t, one row per episode."""
+    from cosmos_policy_ros.data.aloha_hdf5 import read_episode
+
+    cams, n = engine.cfg.layout.cameras, engine.cfg.layout.chunk_len
+    pred, demo = [], []
+    for p in paths:
+        ep = read_episode(p, cams)
+        obs = {"images": {c: ep.images[c][t] for c in cams}, "proprio": ep.qpos[t],
+               "instruction": meta["instruction"]}
+        chunk = engine.act(obs).actions
+        end = min(n, len(ep.actions) - t) - 1
+        pred.append(chunk[end, RIGHT])
+        demo.append(ep.actions[t + end, RIGHT])
+    return np.array(pred), np.array(demo)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", help="bundle or training checkpoint (its EMA weights, as `cosmos-aloha eval`)")
+    p.add_argument("demos", nargs="+", help="folders of demo episodes rendered for this checkpoint")
+    p.add_argument("--episodes", type=int, default=20, help="spread evenly over the folders' episodes")
+    p.add_argument("--t", type=int, default=0, help="observation step (0: the start pose, images alone differ)")
+    p.add_argument("--threads", type=int, default=1)
+    ns = p.parse_args()
+
+    import torch
+
+    from cosmos_policy_ros.data.aloha_hdf5 import list_episodes
+    from cosmos_policy_ros.evaluation.in_process import engine_from_dir
+
+    torch.set_num_threads(ns.threads)
+    paths = sorted(q for d in ns.demos for q in list_episodes(d))
+    if not paths:
+        raise SystemExit(f"error: no episodes in {ns.demos}")
+    paths = [paths[i] for i in np.linspace(0, len(paths) - 1, min(ns.episodes, len(paths))).round().astype(int)]
+    engine, meta = engine_from_dir(ns.checkpoint)
+    t0 = time.perf_counter()
+    pred, demo = first_chunks(engine, meta, paths, ns.t)
+    print(f"{ns.checkpoint} (step {meta.get('step', '?')}): chunk observed at step {ns.t} of {len(paths)} demo "
+          f"episodes, right arm at the chunk's end ({time.perf_counter() - t0:.0f} s)")
+    print("| joint | demo spread (rad) | predicted spread | corr | RMSE (rad) |\n|---|---|---|---|---|")
+    for j, name in enumerate(RIGHT_ARM):
+        d, q = demo[:, j], pred[:, j]
+        corr = float(np.corrcoef(q, d)[0, 1]) if q.std() > 1e-9 and d.std() > 1e-9 else float("nan")
+        print(f"| {name} | {d.std():.3f} | {q.std():.3f} | {corr:.2f} | {np.sqrt(np.mean((q - d) ** 2)):.3f} |")
+    ratio = float(np.mean(pred.std(0)) / max(np.mean(demo.std(0)), 1e-9))
+    print(f"mean spread ratio (predicted / demo): {ratio:.2f}  (0: one chunk for every cube; 1: as the demos)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -41,28 +41,26 @@ def _frames(layout: LatentLayout) -> list[tuple[int, int]]:
             + [(f, k) for k, f in enumerate(layout.future_camera_frames)])
 
 
-def normalize_cameras(z: torch.Tensor, layout: LatentLayout, maps) -> torch.Tensor:
-    """Latent sequence (B,C,T,h,w) -> the same with camera frames position-normalised (a copy; maps None: z)."""
+def _apply(z: torch.Tensor, layout: LatentLayout, maps, fn) -> torch.Tensor:
+    """A copy of z with fn(frame, mean, std) applied to every camera frame it holds; maps None: z itself."""
     if maps is None:
         return z
     mean, std = (m.to(z.device, z.dtype) for m in maps)
     out = z.clone()
     for f, k in _frames(layout):
         if f < z.shape[2]:
-            out[:, :, f] = (z[:, :, f] - mean[k]) / std[k]
+            out[:, :, f] = fn(z[:, :, f], mean[k], std[k])
     return out
+
+
+def normalize_cameras(z: torch.Tensor, layout: LatentLayout, maps) -> torch.Tensor:
+    """Latent sequence (B,C,T,h,w) -> the same with camera frames position-normalised (a copy; maps None: z)."""
+    return _apply(z, layout, maps, lambda x, m, s: (x - m) / s)
 
 
 def denormalize_cameras(z: torch.Tensor, layout: LatentLayout, maps) -> torch.Tensor:
     """Inverse of normalize_cameras (before the VAE decodes)."""
-    if maps is None:
-        return z
-    mean, std = (m.to(z.device, z.dtype) for m in maps)
-    out = z.clone()
-    for f, k in _frames(layout):
-        if f < z.shape[2]:
-            out[:, :, f] = z[:, :, f] * std[k] + mean[k]
-    return out
+    return _apply(z, layout, maps, lambda x, m, s: x * s + m)
 
 
 def fit_camera_norm(latents: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:

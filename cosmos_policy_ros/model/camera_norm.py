@@ -62,8 +62,3 @@ def denormalize_cameras(z: torch.Tensor, layout: LatentLayout, maps) -> torch.Te
     """Inverse of normalize_cameras (before the VAE decodes)."""
     return _apply(z, layout, maps, lambda x, m, s: x * s + m)
 
-
-def fit_camera_norm(latents: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-position (mean, std) of camera latents (N, cameras, C, h, w), std floored at `floor`."""
-    x = latents.double()
-    return x.mean(0).float(), x.std(0).clamp_min(floor).float()

@@ -20,17 +20,13 @@ from .config import ModelConfig
 from .layout import LatentLayout
 
 
-def latent_side(cfg: ModelConfig) -> int:
-    return cfg.layout.image_size // cfg.vae.spatial_factor
-
-
 def camera_norm_maps(cfg: ModelConfig) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(mean, std), each (cameras, C, h, w) float32, or None when the config has no camera normalisation."""
     if not cfg.camera_latent_mean:
         return None
-    s = latent_side(cfg)
+    s = cfg.latent_side
     shape = (len(cfg.layout.cameras), cfg.vae.z_dim, s, s)
-    # an explicit CPU device: models are built under torch.device("meta"); normalize_cameras moves them
+    # on the CPU even inside a torch.device("meta") block (model construction); _apply moves them to the latents
     return (torch.tensor(cfg.camera_latent_mean, dtype=torch.float32, device="cpu").reshape(shape),
             torch.tensor(cfg.camera_latent_std, dtype=torch.float32, device="cpu").reshape(shape))
 

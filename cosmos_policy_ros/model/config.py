@@ -159,6 +159,11 @@ class ModelConfig:
     camera_latent_mean: tuple[float, ...] = ()
     camera_latent_std: tuple[float, ...] = ()
 
+    @property
+    def latent_side(self) -> int:
+        """Side of a camera's latent frame (the square image over the VAE's spatial factor)."""
+        return self.layout.image_size // self.vae.spatial_factor
+
     def validate(self) -> None:
         for part in (self.dit, self.vae, self.layout, self.sampler):
             part.validate()
@@ -166,7 +171,7 @@ class ModelConfig:
             raise ValueError("vae.z_dim, dit.in_channels and dit.out_channels must be equal")
         if self.layout.image_size % (self.vae.spatial_factor * self.dit.patch_spatial):
             raise ValueError("layout.image_size must be divisible by vae spatial factor x patch_spatial")
-        latent = self.layout.image_size // self.vae.spatial_factor
+        latent = self.latent_side
         if latent // self.dit.patch_spatial > self.dit.max_img_h // self.dit.patch_spatial:
             raise ValueError("image too large for dit.max_img_h (RoPE table)")
         per_frame = self.dit.in_channels * latent * latent

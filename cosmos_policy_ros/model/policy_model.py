@@ -43,7 +43,6 @@ class CosmosPolicyModel(nn.Module):
         self.net = CosmosDiT(cfg.dit)
         self.vae = WanVAE(cfg.vae)
         self.layout = LatentLayout.from_config(cfg.layout)
-        self.camera_norm = camera_norm_maps(cfg)   # None unless the config carries per-position statistics
         # None: run in the weights' dtype (bf16 weights on CUDA, as upstream). torch.bfloat16 with float32
         # weights: torch.autocast (matmuls and attention in bf16, norms and softmax kept in float32).
         self.autocast_dtype: torch.dtype | None = None
@@ -98,6 +97,11 @@ class CosmosPolicyModel(nn.Module):
             save_file(sd, str(path), metadata={"config": json.dumps(config_to_dict(self.cfg))})
         else:
             torch.save(sd, str(path))
+
+    @property
+    def camera_norm(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The config's per-position camera statistics (None: off); derived from cfg, which a trainer may replace."""
+        return camera_norm_maps(self.cfg)
 
     @property
     def device(self) -> torch.device:

@@ -20,7 +20,6 @@ import torch
 from cosmos_policy_ros.deploy.bundle import resolve_bundle
 from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line, run_main
 from cosmos_policy_ros.model import checkpoint as model_ckpt
-from cosmos_policy_ros.model.camera_norm import camera_norm_maps
 from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_config_from_dict
 from cosmos_policy_ros.robot.aloha import AlohaRobot
 
@@ -70,7 +69,6 @@ def start(config: str | Path, data, run: str | Path, overrides: dict | None = No
     if encode_only:
         return None
     model.cfg = new_cfg
-    model.camera_norm = camera_norm_maps(new_cfg)
     model.vae.latent_mean.copy_(torch.tensor(new_cfg.vae.latent_mean))
     model.vae.latent_std.copy_(torch.tensor(new_cfg.vae.latent_std))
     data_set = sample_set(run, config_to_dict(new_cfg))

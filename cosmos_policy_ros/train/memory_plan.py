@@ -106,7 +106,7 @@ def measure(cfg: ModelConfig, dtype: torch.dtype = torch.bfloat16) -> ModelSizes
     with torch.device("meta"):
         net = CosmosDiT(cfg.dit).to(dtype)
         vae = WanVAE(cfg.vae)
-    side = cfg.layout.image_size // cfg.vae.spatial_factor
+    side = cfg.latent_side
     T = lay.num_frames
     x = torch.zeros(1, cfg.dit.in_channels, T, side, side, device="meta", dtype=dtype)
     ts = torch.zeros(1, T, device="meta", dtype=dtype)

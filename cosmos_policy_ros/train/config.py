@@ -36,6 +36,10 @@ class TrainConfig:
     uniform_range: tuple[float, float] = (1.0, 85.0)
     gamma: float = 0.998
     sample_stride: int = 1
+    # samples starting in each episode's first `early_steps` steps are drawn `early_weight` times as often
+    # (the approach, where only the cameras say where the cube is); 0 / 1.0 = uniform draws
+    early_steps: int = 0
+    early_weight: float = 1.0
     checkpoint_every_s: float = 300.0
     log_every: int = 10
     threads: int = 2
@@ -97,6 +101,8 @@ class TrainConfig:
             raise ValueError("gamma must be in (0, 1]")
         if self.value_query not in ("v_sas", "v_sprime"):
             raise ValueError(f"value_query must be v_sas or v_sprime, got {self.value_query!r}")
+        if self.early_steps < 0 or self.early_weight <= 0:
+            raise ValueError("early_steps must be >= 0 and early_weight > 0")
         if self.camera_latent_norm < 0:
             raise ValueError("camera_latent_norm must be >= 0 (0 = off)")
         if self.augment_copies < 0 or self.encode_batch < 1:

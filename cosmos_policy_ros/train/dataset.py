@@ -71,6 +71,24 @@ class SampleTable:
         at = self.step[index][:, None] + np.arange(self.chunk_len)[None]
         return self.action_steps[np.minimum(at, self.end[index][:, None] - 1)]
 
+    def step_in_episode(self) -> np.ndarray:
+        """(N,) each sample's start step counted from its episode's first step (episodes are contiguous)."""
+        _, group = np.unique(self.end, return_inverse=True)
+        first = np.full(group.max() + 1 if len(group) else 0, np.iinfo(np.int64).max)
+        np.minimum.at(first, group, self.step)
+        return self.step - first[group]
+
+    def draw_probabilities(self, early_steps: int, early_weight: float) -> np.ndarray | None:
+        """Per-sample draw probabilities that favour starts before `early_steps` by `early_weight`; None: uniform.
+
+        Why: only the approach (before the grasp) needs the cameras to place the gripper; later the proprio
+        carries where the cube is, so uniform draws spend most of the image-reading signal elsewhere.
+        """
+        if early_steps <= 0 or early_weight == 1.0 or not len(self):
+            return None
+        w = np.where(self.step_in_episode() < early_steps, early_weight, 1.0)
+        return w / w.sum()
+
     def as_tensors(self) -> dict[str, torch.Tensor]:
         d = {k: torch.from_numpy(np.ascontiguousarray(getattr(self, k))) for k in SAMPLE_KEYS + STEP_KEYS}
         d["chunk_len"] = torch.tensor(self.chunk_len)

@@ -63,11 +63,24 @@ def micro_layout(batch_size: int, micro_batch: int, world: int) -> tuple[int, in
 def plan_step(data, cfg: TrainConfig, step: int, num_frames: int) -> StepPlan:
     rng = step_generator(cfg.seed, step)
     B = cfg.batch_size
-    index = rng.integers(0, len(data), B)
+    probs = _draw_probabilities(data, cfg)
+    index = rng.integers(0, len(data), B) if probs is None else rng.choice(len(data), B, p=probs)
     kinds = data.kinds_for(B, cfg.mix)[torch.from_numpy(rng.permutation(B))]
     sigma = draw_sigma(B, rng, cfg, num_frames)
     copies = getattr(data, "num_aug_copies", 1)
     return StepPlan(index, kinds, sigma, rng.integers(0, copies, B) if copies > 1 else None)
+
+
+def _draw_probabilities(data, cfg: TrainConfig) -> np.ndarray | None:
+    """The sample set's per-sample probabilities for train.early_steps/early_weight, computed once per set."""
+    if cfg.early_steps <= 0 or cfg.early_weight == 1.0:
+        return None
+    key = (cfg.early_steps, cfg.early_weight)
+    cached = getattr(data, "_draw_probs", None)
+    if cached is None or cached[0] != key:
+        cached = (key, data.table.draw_probabilities(cfg.early_steps, cfg.early_weight))
+        data._draw_probs = cached
+    return cached[1]
 
 
 def sample_noise(seed: int, step: int, positions: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:

@@ -290,3 +290,22 @@ def test_a_training_checkpoint_deploys_with_its_runs_preprocessing(tmp_path, dat
     plain.fit(progress=False)
     pre = resolve_bundle(tmp_path / "plain").preprocessing
     assert pre.center_crop is False and pre.resize == "torch"
+
+
+def test_early_steps_are_drawn_more_often_and_default_draws_are_unchanged(tmp_path, data_dir):
+    from cosmos_policy_ros.train.step_batches import plan_step
+
+    tr = cli.start(_recipe(tmp_path, steps=1, sample_stride=5), data_dir, tmp_path / "run", progress=False)
+    tab = tr.data.table
+    t = tab.step_in_episode()
+    assert t.tolist() == list(range(0, 60, 5)) * 2           # two 60-step episodes, a start every 5 steps
+    # uniform (the default): the draws are the integers every earlier run drew, so old recipes reproduce
+    plan = plan_step(tr.data, tr.cfg, 7, tr.model.layout.num_frames)
+    rng = np.random.Generator(np.random.PCG64([tr.cfg.seed, 7]))
+    assert plan.index.tolist() == rng.integers(0, len(tr.data), tr.cfg.batch_size).tolist()
+    # starts before step 15 (3 of 12 per episode) drawn 3x as often: 9/(9+9) = half of the draws
+    cfg = tr.cfg.__class__(**{**tr.cfg.__dict__, "early_steps": 15, "early_weight": 3.0})
+    drawn = np.concatenate([plan_step(tr.data, cfg, s, tr.model.layout.num_frames).index for s in range(400)])
+    assert abs(float(np.mean(t[drawn] < 15)) - 0.5) < 0.03
+    with pytest.raises(ValueError, match="early_weight"):
+        cfg.__class__(**{**cfg.__dict__, "early_weight": 0.0}).validate()

@@ -21,6 +21,7 @@ training demos answer "has it learned to", unseen seeds "does it generalise"). P
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import numpy as np
@@ -53,6 +54,8 @@ def main() -> int:
     p.add_argument("--episodes", type=int, default=20, help="spread evenly over the folders' episodes")
     p.add_argument("--t", type=int, default=0, help="observation step (0: the start pose, images alone differ)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--camera-guidance", type=float, default=None,
+                   help="override the checkpoint's sampler.camera_guidance (0 = off)")
     ns = p.parse_args()
 
     import torch
@@ -66,6 +69,10 @@ def main() -> int:
         raise SystemExit(f"error: no episodes in {ns.demos}")
     paths = [paths[i] for i in np.linspace(0, len(paths) - 1, min(ns.episodes, len(paths))).round().astype(int)]
     engine, meta = engine_from_dir(ns.checkpoint)
+    if ns.camera_guidance is not None:
+        cfg = engine.model.cfg
+        engine.model.cfg = dataclasses.replace(
+            cfg, sampler=dataclasses.replace(cfg.sampler, camera_guidance=ns.camera_guidance))
     t0 = time.perf_counter()
     pred, demo = first_chunks(engine, meta, paths, ns.t)
     print(f"{ns.checkpoint} (step {meta.get('step', '?')}): chunk observed at step {ns.t} of {len(paths)} demo "

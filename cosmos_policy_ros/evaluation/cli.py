@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -38,6 +39,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    "viewer (config/sim_node.yaml viewer) and a plot of the executed chunks")
     p.add_argument("--no-media", action="store_true", help="with --out: PNG strips only (no GIFs, no chunk plots)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--camera-guidance", type=float, metavar="W",
+                   help="in-process: override the checkpoint's sampler.camera_guidance (0 = off; docs/training.md)")
     p.add_argument("--no-safety", action="store_true", help="send raw actions (no executor safety filter)")
     p.add_argument("--record", metavar="DIR",
                    help="also write every rollout as an ALOHA HDF5 episode (for fine-tuning)")
@@ -72,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, *EXPECTED_ERRORS) as exc:  # config, checkpoint, statistics, embeddings: one line
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    if ns.camera_guidance is not None:
+        eng.model.cfg = dataclasses.replace(eng.model.cfg, sampler=dataclasses.replace(
+            eng.model.cfg.sampler, camera_guidance=ns.camera_guidance))
     lay = eng.cfg.layout
     plans: list[dict] = []
     fn = engine_policy(eng, 0, ns.steps) if ns.planning is None else _planner(ns, eng, plans)

@@ -132,10 +132,16 @@ class SamplerConfig:
     value_steps: int = 5
     world_ensemble_steps: tuple[int, ...] = (1, 3, 5)
     value_ensemble_steps: tuple[int, ...] = (1, 2, 3, 4, 5)
+    # > 0: each x0 prediction is pushed away from the one made with the current camera frames replaced by the
+    # training mean scene (0 after per-position camera normalisation): x0 + w (x0 - x0_mean_scene). It amplifies
+    # what the images change in the prediction (a second DiT call per step); 0 = off, as upstream
+    camera_guidance: float = 0.0
 
     def validate(self) -> None:
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError("need 0 < sigma_min < sigma_max")
+        if self.camera_guidance < 0:
+            raise ValueError("camera_guidance must be >= 0 (0 = off)")
         steps = [self.action_steps, self.world_steps, self.value_steps,
                  *self.world_ensemble_steps, *self.value_ensemble_steps]
         if any(s < 1 for s in steps):

@@ -170,13 +170,23 @@ class CosmosPolicyModel(nn.Module):
         x_T = initial_noise(seeds, tuple(given.shape[1:]), sc.sigma_max).to(dev)
         cap = max_batch or B
 
+        w = sc.camera_guidance
+        mean_scene = given.clone()
+        if w > 0:
+            mean_scene[:, :, [self.layout.camera(c) for c in self.layout.cameras]] = 0.0
+
         def x0_fn(x: torch.Tensor, sigma: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
             idx = idx.to(dev)
             parts = []
             for s in range(0, len(idx), cap):
                 j = idx[s:s + cap]
-                parts.append(denoise(self.net, x[s:s + cap], sigma[s:s + cap].to(dev), given[j],
-                                     cond_mask[j], context[j], self.cfg.sigma_data))
+                xs, ss = x[s:s + cap], sigma[s:s + cap].to(dev)
+                x0 = denoise(self.net, xs, ss, given[j], cond_mask[j], context[j], self.cfg.sigma_data)
+                if w > 0:
+                    x0_mean = denoise(self.net, xs, ss, mean_scene[j], cond_mask[j], context[j], self.cfg.sigma_data)
+                    m = cond_mask[j][:, None, :, None, None]
+                    x0 = m * given[j] + (1 - m) * (x0 + w * (x0 - x0_mean))
+                parts.append(x0)
             return torch.cat(parts)
 
         with self._autocast():

@@ -171,7 +171,7 @@ class CosmosPolicyModel(nn.Module):
         cap = max_batch or B
 
         w = sc.camera_guidance
-        mean_scene = given.clone()
+        mean_scene = given.clone() if w > 0 else given
         if w > 0:
             mean_scene[:, :, [self.layout.camera(c) for c in self.layout.cameras]] = 0.0
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the bundled sim_crop policy end to end (issue 14), on CPU, in about 2 hours on 2 cores:
+# Reproduce the sim_crop policy end to end (issue 14), on CPU, in about 2.5 hours on 2 cores:
 #   scripted demos (cam_high + cam_right_wrist, 240 px renders) -> policy (config/train/sim_crop.yaml)
 #   -> 50 seeded episodes in-process through the executor's SafetyFilter -> 10 through the ROS graph in lockstep.
 # Usage: bash scripts/train_sim_crop.sh [WORK_DIR]   (default runs/sim_crop; `make checkpoint`)

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -71,13 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_graph(ns)
     torch.set_num_threads(ns.threads)
     try:
-        eng, meta = engine_from_dir(ns.policy, planning=ns.planning or None)
+        eng, meta = engine_from_dir(ns.policy, planning=ns.planning or None, camera_guidance=ns.camera_guidance)
     except (ValueError, *EXPECTED_ERRORS) as exc:  # config, checkpoint, statistics, embeddings: one line
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
-    if ns.camera_guidance is not None:
-        eng.model.cfg = dataclasses.replace(eng.model.cfg, sampler=dataclasses.replace(
-            eng.model.cfg.sampler, camera_guidance=ns.camera_guidance))
     lay = eng.cfg.layout
     plans: list[dict] = []
     fn = engine_policy(eng, 0, ns.steps) if ns.planning is None else _planner(ns, eng, plans)

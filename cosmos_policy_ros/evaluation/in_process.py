@@ -251,14 +251,16 @@ def _write_episode_files(episode: Episode, out: Path | None, record_dir: Path | 
 
 
 def engine_from_dir(path: str | Path, device: str | None = None, planning: str | Path | None = None,
-                    robot_config: str = DEFAULT_ROBOT_CONFIG, warn: Callable[[str], None] | None = None):
+                    robot_config: str = DEFAULT_ROBOT_CONFIG, warn: Callable[[str], None] | None = None,
+                    camera_guidance: float | None = None):
     """(PolicyEngine, metadata) from an exported bundle, a training checkpoint or a run folder (its latest).
 
     Resolved, checked and built exactly as the nodes do (deploy.bundle): a bundle whose gripper convention is
     not that of `robot_config` (the sim's) is refused in one line, other findings go to `warn` (default:
     stderr). The one difference: a training checkpoint is evaluated on its EMA weights, as the trainer means
     it to be (exported bundles say so themselves). planning: a second bundle whose world model / value
-    function the planner uses (same statistics, refused otherwise).
+    function the planner uses (same statistics, refused otherwise). camera_guidance: overrides the policy model's
+    sampler.camera_guidance (None: the bundle's).
     """
     warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
     robot = AlohaRobot.from_yaml(robot_config)
@@ -270,6 +272,9 @@ def engine_from_dir(path: str | Path, device: str | None = None, planning: str |
         for line in check_gripper_convention(bundle, robot) if bundle is not None else ():
             warn(line)
     eng = build_engine(paths, planning_paths, device=device or "cpu")
+    if camera_guidance is not None:
+        cfg = eng.model.cfg
+        eng.model.cfg = eng.cfg = replace(cfg, sampler=replace(cfg.sampler, camera_guidance=camera_guidance))
     return eng, paths.meta
 
 

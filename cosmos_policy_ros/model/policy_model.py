@@ -171,8 +171,8 @@ class CosmosPolicyModel(nn.Module):
         cap = max_batch or B
 
         w = sc.camera_guidance
-        mean_scene = given.clone() if w > 0 else given
-        if w > 0:
+        if w > 0:  # the given frames with the current cameras at the training mean scene
+            mean_scene = given.clone()
             mean_scene[:, :, [self.layout.camera(c) for c in self.layout.cameras]] = 0.0
 
         def x0_fn(x: torch.Tensor, sigma: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -274,7 +274,9 @@ def engine_from_dir(path: str | Path, device: str | None = None, planning: str |
     eng = build_engine(paths, planning_paths, device=device or "cpu")
     if camera_guidance is not None:
         cfg = eng.model.cfg
-        eng.model.cfg = eng.cfg = replace(cfg, sampler=replace(cfg.sampler, camera_guidance=camera_guidance))
+        sampler = replace(cfg.sampler, camera_guidance=camera_guidance)
+        sampler.validate()
+        eng.model.cfg = eng.cfg = replace(cfg, sampler=sampler)
     return eng, paths.meta
 
 

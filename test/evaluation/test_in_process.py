@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from cosmos_policy_ros.data.aloha_hdf5 import read_episode
 from cosmos_policy_ros.deploy.bundle import build_engine, resolve_bundle
 from cosmos_policy_ros.deploy.random_bundle import make_random_bundle
 from cosmos_policy_ros.evaluation import cli as eval_cli
-from cosmos_policy_ros.evaluation.in_process import EnginePolicy, evaluate
+from cosmos_policy_ros.evaluation.in_process import EnginePolicy, engine_from_dir, evaluate
 
 
 def test_rollouts_are_recorded_as_training_episodes(tmp_path):
@@ -86,6 +87,15 @@ def test_engine_policy_query_k_samples_with_seed_plus_k(tmp_path):
 def test_eval_command_names_a_missing_policy_and_exits_2(tmp_path, capsys):
     assert eval_cli.main([str(tmp_path / "nothing"), "-n", "1"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_camera_guidance_override_reaches_the_engine_and_a_negative_one_is_refused(tmp_path, capsys):
+    bundle = Path(__file__).resolve().parents[2] / "checkpoints" / "sim_small_transfer_cube"  # the shipped one
+    eng, _ = engine_from_dir(bundle, camera_guidance=1.5)
+    assert eng.model.cfg.sampler.camera_guidance == 1.5 and eng.cfg is eng.model.cfg
+    assert eval_cli.main([str(bundle), "-n", "1", "--camera-guidance", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "camera_guidance" in err and len(err.strip().splitlines()) == 1
 
 
 def test_episodes_write_a_viewer_gif_and_a_chunk_plot_people_can_look_at(tmp_path):

@@ -126,6 +126,11 @@ def _run_node(make_node: Callable, args: list[str] | None, executor_threads: int
         label = node.get_name() if node is not None else (name or getattr(make_node, "__name__", "node"))
         print(f"[{label}] error: {one_line(exc)}", file=sys.stderr, flush=True)
         return 1
+    except Exception:  # noqa: BLE001 - re-raised unless the context is gone
+        # A shutdown signal between two waits of a spinning executor leaves it building a wait set on the shut
+        # context (RCLError "the given context is not valid"): that is a stop, not a crash.
+        if rclpy.ok():
+            raise
     finally:
         failed = bool(getattr(node, "failed", False))
         if node is not None:

@@ -67,7 +67,8 @@ def main() -> int:
     if not paths:
         raise SystemExit(f"error: no episodes in {ns.demos}")
     paths = [paths[i] for i in np.linspace(0, len(paths) - 1, min(ns.episodes, len(paths))).round().astype(int)]
-    engine, meta = engine_from_dir(ns.checkpoint, camera_guidance=ns.camera_guidance)
+    engine, meta = engine_from_dir(ns.checkpoint, sampler=None if ns.camera_guidance is None
+                                   else {"camera_guidance": ns.camera_guidance})
     t0 = time.perf_counter()
     pred, demo = first_chunks(engine, meta, paths, ns.t)
     print(f"{ns.checkpoint} (step {meta.get('step', '?')}): chunk observed at step {ns.t} of {len(paths)} demo "

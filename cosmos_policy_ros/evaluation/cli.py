@@ -40,6 +40,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--camera-guidance", type=float, metavar="W",
                    help="in-process: override the checkpoint's sampler.camera_guidance (0 = off; docs/training.md)")
+    p.add_argument("--action-smoothing", type=int, metavar="K",
+                   help="in-process: override the checkpoint's sampler.action_smoothing (odd window; 1 = off)")
     p.add_argument("--no-safety", action="store_true", help="send raw actions (no executor safety filter)")
     p.add_argument("--record", metavar="DIR",
                    help="also write every rollout as an ALOHA HDF5 episode (for fine-tuning)")
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return run_graph(ns)
     torch.set_num_threads(ns.threads)
     try:
-        eng, meta = engine_from_dir(ns.policy, planning=ns.planning or None, camera_guidance=ns.camera_guidance)
+        over = {k: v for k, v in (("camera_guidance", ns.camera_guidance),
+                                  ("action_smoothing", ns.action_smoothing)) if v is not None}
+        eng, meta = engine_from_dir(ns.policy, planning=ns.planning or None, sampler=over)
     except (ValueError, *EXPECTED_ERRORS) as exc:  # config, checkpoint, statistics, embeddings: one line
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2

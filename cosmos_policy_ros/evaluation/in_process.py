@@ -252,15 +252,15 @@ def _write_episode_files(episode: Episode, out: Path | None, record_dir: Path | 
 
 def engine_from_dir(path: str | Path, device: str | None = None, planning: str | Path | None = None,
                     robot_config: str = DEFAULT_ROBOT_CONFIG, warn: Callable[[str], None] | None = None,
-                    camera_guidance: float | None = None):
+                    sampler: Mapping[str, float] | None = None):
     """(PolicyEngine, metadata) from an exported bundle, a training checkpoint or a run folder (its latest).
 
     Resolved, checked and built exactly as the nodes do (deploy.bundle): a bundle whose gripper convention is
     not that of `robot_config` (the sim's) is refused in one line, other findings go to `warn` (default:
     stderr). The one difference: a training checkpoint is evaluated on its EMA weights, as the trainer means
     it to be (exported bundles say so themselves). planning: a second bundle whose world model / value
-    function the planner uses (same statistics, refused otherwise). camera_guidance: overrides the policy model's
-    sampler.camera_guidance (None: the bundle's).
+    function the planner uses (same statistics, refused otherwise). sampler: fields of the policy model's sampler
+    config to override, e.g. {"camera_guidance": 1.0, "action_smoothing": 9} (validated; None: the bundle's).
     """
     warn = warn or (lambda line: print(f"warning: {line}", file=sys.stderr))
     robot = AlohaRobot.from_yaml(robot_config)
@@ -272,11 +272,11 @@ def engine_from_dir(path: str | Path, device: str | None = None, planning: str |
         for line in check_gripper_convention(bundle, robot) if bundle is not None else ():
             warn(line)
     eng = build_engine(paths, planning_paths, device=device or "cpu")
-    if camera_guidance is not None:
+    if sampler:
         cfg = eng.model.cfg
-        sampler = replace(cfg.sampler, camera_guidance=camera_guidance)
-        sampler.validate()
-        eng.model.cfg = eng.cfg = replace(cfg, sampler=sampler)
+        new = replace(cfg.sampler, **sampler)
+        new.validate()
+        eng.model.cfg = eng.cfg = replace(cfg, sampler=new)
     return eng, paths.meta
 
 

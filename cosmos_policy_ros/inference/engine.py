@@ -21,6 +21,7 @@ from ..model.config import ModelConfig
 from ..model.layout import Query
 from ..model.policy_model import CosmosPolicyModel
 from ..model.text import T5EmbeddingStore
+from .chunk_smoothing import smooth_chunk
 from .images import preprocess_image
 from .normalization import DatasetStats
 from .preprocessing import UPSTREAM, Preprocessing
@@ -190,8 +191,9 @@ class PolicyEngine:
     # ------------------------------------------------------------------ read-outs
 
     def actions_from(self, latents: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(B,chunk,dim) robot-unit actions and their normalised values."""
-        a_norm = L.read_actions(latents, self.layout).cpu().numpy()
+        """(B,chunk,dim) robot-unit actions and their normalised values (smoothed over time when the sampler's
+        action_smoothing window is > 1)."""
+        a_norm = smooth_chunk(L.read_actions(latents, self.layout).cpu().numpy(), self.cfg.sampler.action_smoothing)
         return self.stats.unnormalize_actions(a_norm), a_norm
 
     def future_proprio_from(self, latents: torch.Tensor) -> np.ndarray:

@@ -136,10 +136,15 @@ class SamplerConfig:
     # training mean scene (0 after per-position camera normalisation): x0 + w (x0 - x0_mean_scene). It amplifies
     # what the images change in the prediction (a second DiT call per step); 0 = off, as upstream
     camera_guidance: float = 0.0
+    # odd window > 1: the policy's chunk is averaged over that many consecutive actions on read-back
+    # (inference/chunk_smoothing.py; the world model and value still see the generated latents). 1 = off, as upstream
+    action_smoothing: int = 1
 
     def validate(self) -> None:
         if not 0 < self.sigma_min < self.sigma_max:
             raise ValueError("need 0 < sigma_min < sigma_max")
+        if self.action_smoothing < 1 or self.action_smoothing % 2 == 0:
+            raise ValueError(f"action_smoothing must be an odd window >= 1 (1 = off), got {self.action_smoothing}")
         if self.camera_guidance < 0:
             raise ValueError("camera_guidance must be >= 0 (0 = off)")
         steps = [self.action_steps, self.world_steps, self.value_steps,

@@ -150,11 +150,14 @@ def resume(run: str | Path, device: str | None = None, overrides: dict | None = 
     return tr
 
 
-def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None) -> Path:
+def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None,
+           sampler: dict | None = None) -> Path:
     """Inference bundle: model.safetensors (net, net_ema, vae), policy.json, statistics, embeddings, loss plot.
 
     One process. A checkpoint saved without model.safetensors (train.consolidate_checkpoints: false) is
-    gathered from its sharded state, whatever world size wrote it.
+    gathered from its sharded state, whatever world size wrote it. sampler: inference-only fields of the model's
+    sampler config to set in the bundle (e.g. {"action_smoothing": 9} for a run started before the recipe had it);
+    validated, the weights are unchanged.
     """
     d = Path(ckpt) if ckpt else ck.latest_checkpoint(run)
     if d is None:
@@ -162,6 +165,9 @@ def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None) -> 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = ck.read_meta(d)
+    if sampler:
+        meta["model"] = {**meta["model"], "sampler": {**meta["model"].get("sampler", {}), **sampler}}
+        model_config_from_dict(meta["model"], f"{d} with sampler {sampler}")  # validates
     if (d / ck.MODEL_FILE).is_file():
         shutil.copy2(d / ck.MODEL_FILE, out / ck.MODEL_FILE)
     else:
@@ -205,8 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-at", type=int,
                    help="stop (with a checkpoint) at this step; the LR schedule still spans train.steps")
     p.add_argument("--max-episodes", type=int)
+    p.add_argument("--threads", type=int, help="override train.threads (CPU: 1 when another job shares the cores)")
     p.add_argument("--device")
     p.add_argument("--export", metavar="OUT_DIR", help="export the latest checkpoint as an inference bundle")
+    p.add_argument("--action-smoothing", type=int, metavar="K",
+                   help="with --export: the bundle's sampler.action_smoothing (odd window of the chunk's moving "
+                        "average on read-back; 1 = off; default: the run's)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--encode-only", action="store_true",
                    help="fill the run's latent cache (on --device) and stop; a later run with --run reuses it")
@@ -225,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if ns.export:  # one process; under torchrun rank 0 exports and the others have nothing to do
             if distributed.env_rank() == 0:
-                print(f"exported {export(ns.run, ns.export)}")
+                over = None if ns.action_smoothing is None else {"action_smoothing": ns.action_smoothing}
+                print(f"exported {export(ns.run, ns.export, sampler=over)}")
             return 0
         # under torchrun: the process group (nccl on CUDA, gloo on CPU) and this rank's device
         ranks, device = distributed.join(ns.device)
@@ -241,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 def _train(ns: argparse.Namespace, ranks: distributed.Ranks, device: str | None) -> int:
     """Fresh or resumed run on this rank. Rank 0 prepares a fresh run's dataset first; the others then
     find it cached (they wait in a barrier; Trainer construction needs no collective)."""
-    over = {k: v for k, v in (("steps", ns.steps), ("max_episodes", ns.max_episodes),
+    over = {k: v for k, v in (("steps", ns.steps), ("max_episodes", ns.max_episodes), ("threads", ns.threads),
                               ("t5_embeddings", ns.t5_embeddings)) if v is not None}
     progress = not ns.no_progress and ranks.main
     if ns.resume:

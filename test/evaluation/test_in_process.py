@@ -89,13 +89,32 @@ def test_eval_command_names_a_missing_policy_and_exits_2(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_camera_guidance_override_reaches_the_engine_and_a_negative_one_is_refused(tmp_path, capsys):
+def test_sampler_overrides_reach_the_engine_and_invalid_ones_are_refused(tmp_path, capsys):
     bundle = Path(__file__).resolve().parents[2] / "checkpoints" / "sim_small_transfer_cube"  # the shipped one
-    eng, _ = engine_from_dir(bundle, camera_guidance=1.5)
+    eng, _ = engine_from_dir(bundle, sampler={"camera_guidance": 1.5})
     assert eng.model.cfg.sampler.camera_guidance == 1.5 and eng.cfg is eng.model.cfg
-    assert eval_cli.main([str(bundle), "-n", "1", "--camera-guidance", "-1"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "camera_guidance" in err and len(err.strip().splitlines()) == 1
+    for flag, bad, field in (("--camera-guidance", "-1", "camera_guidance"),
+                             ("--action-smoothing", "4", "action_smoothing")):
+        assert eval_cli.main([str(bundle), "-n", "1", flag, bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and field in err and len(err.strip().splitlines()) == 1
+
+
+def test_action_smoothing_averages_the_executed_chunk_over_time():
+    """The chunk the engine returns (and the executor runs) is the generated one averaged over the window;
+    same seed, same generated latents."""
+    from cosmos_policy_ros.inference.chunk_smoothing import smooth_chunk
+
+    bundle = Path(__file__).resolve().parents[2] / "checkpoints" / "sim_small_transfer_cube"
+    raw_eng, meta = engine_from_dir(bundle)
+    eng, _ = engine_from_dir(bundle, sampler={"action_smoothing": 7})
+    side = raw_eng.cfg.layout.image_size
+    obs = {"images": {c: np.full((side, side, 3), 90, np.uint8) for c in raw_eng.cfg.layout.cameras},
+           "proprio": np.zeros(14), "instruction": meta["instruction"]}
+    raw = raw_eng.act(obs, seed=3, steps=2)
+    smooth = eng.act(obs, seed=3, steps=2)
+    np.testing.assert_allclose(smooth.actions_norm, smooth_chunk(raw.actions_norm, 7), atol=1e-5)
+    assert np.abs(np.diff(smooth.actions, 2, axis=0)).mean() < np.abs(np.diff(raw.actions, 2, axis=0)).mean()
 
 
 def test_episodes_write_a_viewer_gif_and_a_chunk_plot_people_can_look_at(tmp_path):

@@ -309,3 +309,18 @@ def test_early_steps_are_drawn_more_often_and_default_draws_are_unchanged(tmp_pa
     assert abs(float(np.mean(t[drawn] < 15)) - 0.5) < 0.03
     with pytest.raises(ValueError, match="early_weight"):
         cfg.__class__(**{**cfg.__dict__, "early_weight": 0.0}).validate()
+
+
+def test_export_sets_the_bundles_action_smoothing_and_refuses_an_even_window(tmp_path, data_dir):
+    """A run trained before its recipe smoothed the chunk can still ship a bundle that does (the weights are
+    the same); the engine built from that bundle reads it."""
+    from cosmos_policy_ros.evaluation.in_process import engine_from_dir
+    tr = cli.start(_recipe(tmp_path, steps=2), data_dir, tmp_path / "run", progress=False)
+    tr.fit(progress=False)
+    out = cli.export(tmp_path / "run", tmp_path / "bundle", sampler={"action_smoothing": 9})
+    eng, meta = engine_from_dir(out)
+    assert eng.cfg.sampler.action_smoothing == 9 and meta["model"]["sampler"]["action_smoothing"] == 9
+    with pytest.raises(ConfigError, match="action_smoothing"):
+        cli.export(tmp_path / "run", tmp_path / "bad", sampler={"action_smoothing": 4})
+    assert cli.main(["--run", str(tmp_path / "run"), "--export", str(tmp_path / "b2"), "--action-smoothing", "5"]) == 0
+    assert engine_from_dir(tmp_path / "b2")[0].cfg.sampler.action_smoothing == 5

@@ -50,6 +50,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "chunk, every node runs on simulated time, chunk mode synchronous; episodes last the task's "
                         "episode_steps (as in-process) unless --episode-s; the result does not depend on this "
                         "machine's speed")
+    p.add_argument("--execute", type=int, default=None, metavar="K",
+                   help="chunk_mode synchronous (so --lockstep): play the first K actions of each chunk, then request "
+                        "the next (graph argument synchronous_steps; default config/executor.yaml: the whole chunk)")
     p.add_argument("--seed", type=int, default=1000, help="first episode seed")
     p.add_argument("--width", type=int, default=None,
                    help="sim camera width (default: the checkpoint's square training size, else 128)")
@@ -130,6 +133,7 @@ def _graph_arguments(a: argparse.Namespace, checkpoint: Path, note: str,
             "sim_camera_rate_hz": str(a.camera_rate), "planning_checkpoint": a.planning_checkpoint,
             "planner_config": a.planner_config, "chunk_mode": a.chunk_mode,
             "sim_viewer": "true",  # the GIFs' large view of the workspace
+            "synchronous_steps": "" if a.execute is None else str(a.execute),
             # lockstep: the runner starts each episode (an autostart would ask the policy for a chunk before
             # the first reset, and the chunks' sampler seeds would no longer match the in-process evaluation's)
             **({"lockstep": "true", "autostart": "false",

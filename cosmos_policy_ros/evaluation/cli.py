@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_graph(ns: argparse.Namespace) -> int:
     """The same seeds through DDS, the nodes and the executor's 50 Hz loop (`cosmos-aloha demo`)."""
     extra = [] if ns.planning is None else ["--mode", "planning", "--planning-checkpoint", ns.planning]
-    extra += ["--lockstep"] if ns.lockstep else []
+    extra += ["--lockstep", "--execute", str(ns.execute)] if ns.lockstep else []   # in-process: open loop for K
     return demo.main(["--episodes", str(ns.n), "--seed", str(ns.first_seed), "--checkpoint", ns.policy,
                       "--out", ns.out or "eval_graph", *extra])
 

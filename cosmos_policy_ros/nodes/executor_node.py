@@ -20,8 +20,8 @@ Topics (names in cosmos_policy_ros/topics.py; rename by remapping):
                                                      frame_id = chunk mode
 Services (std_srvs/Trigger): EXECUTOR_SERVICES /cosmos/executor/{start,stop,home,sleep}; start and home
 from IDLE first let the backend prepare (interbotix/sim: gripper reboot and driver modes, ~1 s).
-Parameters: config (executor yaml); robot_config, backend, chunk_mode, autostart override the yaml
-when set. lockstep (the graph's lockstep:=true; synchronous chunk mode only): the loop ticks once per
+Parameters: config (executor yaml); robot_config, backend, chunk_mode, synchronous_steps, autostart override
+the yaml when set. lockstep (the graph's lockstep:=true; synchronous chunk mode only): the loop ticks once per
 simulated step (StepLoop: the step's /clock and both arms' joint states are there) on simulated time,
 and sends nothing while it waits for a chunk, so the lockstep sim waits too (ExecutorCore). Watchdogs and
 chunk checks then run on simulated time; the status and autostart timers on the steady clock.
@@ -104,11 +104,15 @@ class ExecutorNode(Node):
     def _load_config(self) -> ExecutorConfig:
         path = declare(self, "config", "executor.yaml")
         overrides = config_overrides(self, {**field_types(ExecutorConfig, "robot_config", "backend", "autostart"),
-                                            "chunk_mode": Literal[MODES]})
+                                            "chunk_mode": Literal[MODES], "synchronous_steps": int})
         mode = overrides.pop("chunk_mode", None)
+        steps = overrides.pop("synchronous_steps", None)
         cfg = load_executor_config(path, overrides)
         if mode is not None:
             cfg.scheduler.mode = mode
+        if steps is not None:
+            cfg.scheduler.synchronous_steps = steps
+            cfg.scheduler.validate()
         return cfg
 
     def _wire(self) -> None:

@@ -19,6 +19,8 @@ Modes (``SchedulerConfig.mode``):
     whole from its arrival (its times re-anchored to the arrival, nothing is skipped or stale), the
     arm then holds the last action, and only then is the next chunk requested, from an observation
     of the arm at rest. For producers slower than a chunk lasts (best-of-N planning on a CPU).
+    ``synchronous_steps`` k > 0 plays only the first k actions of each chunk (`cosmos-aloha eval
+    --execute k` in process and through the lockstep graph).
 
 Requests: the next chunk is requested when ``now + latency + margin`` reaches the k-th action of
 the newest chunk, where latency is the recent maximum of (arrival − stamp), so that with fast enough
@@ -104,6 +106,7 @@ class Chunk:
 class SchedulerConfig:
     mode: Literal["open_loop", "temporal_ensemble", "blend", "synchronous"] = "blend"
     execute_steps: int = 25  # k: actions run from each chunk before the next takes over
+    synchronous_steps: int = 0  # synchronous: actions played from each chunk before the next request (0 = all)
     ensemble_decay: float = 0.01  # ACT m in exp(-m*i)
     blend_duration_s: float = 0.2
     max_chunks: int = 8  # chunks kept for ensembling / blending
@@ -119,6 +122,8 @@ class SchedulerConfig:
     def validate(self) -> None:
         if self.execute_steps < 1:
             raise cfg.ConfigError("scheduler.execute_steps: must be >= 1")
+        if self.synchronous_steps < 0:
+            raise cfg.ConfigError("scheduler.synchronous_steps: must be >= 0 (0 = the whole chunk)")
         if self.blend_duration_s < 0 or self.ensemble_decay < 0:
             raise cfg.ConfigError("scheduler.blend_duration_s / ensemble_decay: must be >= 0")
         if self.max_chunks < 1 or self.latency_window < 1:
@@ -176,8 +181,11 @@ class ChunkScheduler:
             self.latency.add(now - chunk.stamp)
         else:
             self.latency.add(chunk.latency_s if math.isfinite(chunk.latency_s) else 0.0)
-        if self.config.mode == "synchronous":  # play it whole from now; the stamp stays the observation time
+        if self.config.mode == "synchronous":  # play it (or its first k) from now; the stamp stays the observation time
             chunk.times = chunk.times + (now - chunk.stamp)
+            k = self.config.synchronous_steps
+            if 0 < k < len(chunk.times):
+                chunk.times, chunk.actions = chunk.times[:k], chunk.actions[:k]
             self.chunks.clear()
         self.chunks.append(chunk)
         del self.chunks[: -self.config.max_chunks]

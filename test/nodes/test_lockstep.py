@@ -151,14 +151,16 @@ class Recorder:
         self.node.destroy_node()
 
 
-def _lockstep_graph_episode(context, out: Path, seed: int = SEED) -> dict:
-    """One episode of the bundled checkpoint through `cosmos-aloha up direct` with lockstep:=true."""
+def _lockstep_graph_episode(context, out: Path, seed: int = SEED, execute: int | None = None) -> dict:
+    """One episode of the bundled checkpoint through `cosmos-aloha up direct` with lockstep:=true (execute: the
+    executor's synchronous_steps, as `cosmos-aloha eval --graph --lockstep --execute K`)."""
     from cosmos_policy_ros.evaluation.graph import GraphEpisodeRunner, GraphEpisodeSettings
     from cosmos_policy_ros.graph import resolve
     from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
 
     specs = resolve("direct", {"use_sim": "true", "lockstep": "true", "autostart": "false", "sim_width": "64",
-                               "sim_height": "64", "sim_camera_rate_hz": "25.0", "lockstep_episode_s": str(EPISODE_S)})
+                               "sim_height": "64", "sim_camera_rate_hz": "25.0", "lockstep_episode_s": str(EPISODE_S),
+                               "synchronous_steps": "" if execute is None else str(execute)})
     lines: list[str] = []
     sup = Supervisor([(s.key, python_module_argv(s.module, s.ros_args())) for s in specs], env=os.environ.copy(),
                      out=lines.append)
@@ -192,7 +194,7 @@ def _lockstep_graph_episode(context, out: Path, seed: int = SEED) -> dict:
             "latencies": latencies}
 
 
-def _in_process_episode(seed: int = SEED) -> dict:
+def _in_process_episode(seed: int = SEED, execute: int = 50) -> dict:
     """The same seed in-process (evaluation/in_process.py), every executed command and the state after it."""
     import torch
 
@@ -205,7 +207,7 @@ def _in_process_episode(seed: int = SEED) -> dict:
     sim = SimAloha("transfer_cube", width=lay.image_size, height=lay.image_size)
     horizon = round(EPISODE_S / DT)
     settings = EpisodeSettings(task="transfer_cube", cameras=tuple(lay.cameras), size=lay.image_size,
-                               instruction=meta["instruction"], execute=50, horizon=horizon, stop_on_success=True,
+                               instruction=meta["instruction"], execute=execute, horizon=horizon, stop_on_success=True,
                                safety=True, record=False)
     commands, states = [], []
     step = sim.step
@@ -254,6 +256,27 @@ def test_lockstep_graph_episode_equals_the_in_process_evaluation(calm_episode):
     print(f"lockstep graph vs in-process, seed {SEED}: first chunk max |diff| {first:.2e}, "
           f"trajectory max |diff| {traj:.2e} over {horizon} steps")
     assert first < FIRST_CHUNK_TOL, f"first chunk differs from in-process by {first:.2e}"
+    assert traj < TRAJECTORY_TOL, f"trajectory differs from in-process by {traj:.2e}"
+    assert graph["status"]["max_stage"] == ref["result"].max_stage
+
+
+def test_lockstep_graph_with_fewer_actions_per_chunk_equals_in_process_execute(tmp_path):
+    """`cosmos-aloha eval --graph --lockstep --execute 25` = in-process `--execute 25`: the executor plays the
+    first 25 actions of each chunk (synchronous_steps), then asks; four queries in 100 steps instead of two."""
+    pytest.importorskip("torch", reason="needs torch (not installed in this CI stage)")
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    try:
+        graph = _lockstep_graph_episode(ctx, tmp_path, execute=25)
+    finally:
+        rclpy.shutdown(context=ctx)
+    ref = _in_process_episode(execute=25)
+    horizon = round(EPISODE_S / DT)
+    assert len(graph["latencies"]) == ref["result"].queries == 4
+    assert len(graph["commands"]) == horizon
+    traj = np.abs(graph["q"] - ref["q"]).max()
+    print(f"lockstep graph vs in-process, execute 25: trajectory max |diff| {traj:.2e} over {horizon} steps")
+    assert np.abs(graph["commands"][:25] - ref["commands"][:25]).max() < FIRST_CHUNK_TOL
     assert traj < TRAJECTORY_TOL, f"trajectory differs from in-process by {traj:.2e}"
     assert graph["status"]["max_stage"] == ref["result"].max_stage
 

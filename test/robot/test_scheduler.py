@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from cosmos_policy_ros.config import ConfigError
 from cosmos_policy_ros.robot.scheduler import Chunk, ChunkError, ChunkScheduler, SchedulerConfig
 
 P25 = 0.04  # upstream ALOHA action period (25 Hz)
@@ -168,6 +169,20 @@ def test_synchronous_plays_a_late_chunk_whole_then_requests_at_rest():
     assert s.add(ramp_chunk(end + 0.001, seq=1, start=5.0), end + 3.0)[0]
     assert s.target(end + 3.0)[0] == pytest.approx(5.0)              # the new chunk from its first action
     assert len(s.chunks) == 1
+
+
+def test_synchronous_steps_play_the_first_k_actions_then_request():
+    """synchronous_steps k (eval --execute k through the lockstep graph): the chunk ends at its k-th action;
+    the next request goes out there, at rest, and nothing after it is played."""
+    s = ChunkScheduler(SchedulerConfig(mode="synchronous", synchronous_steps=10))
+    assert s.add(ramp_chunk(T0), T0)[0]
+    end = T0 + 9 * P25
+    assert s.request_deadline() == pytest.approx(end)
+    assert s.target(end)[0] == pytest.approx(9 * P25)
+    assert not s.wants_request(end - 0.02) and s.wants_request(end + 0.001)
+    assert s.target(end + 0.5) is None                               # dry: the 11th action is never played
+    with pytest.raises(ConfigError, match="synchronous_steps"):
+        SchedulerConfig(mode="synchronous", synchronous_steps=-1).validate()
 
 
 def test_chunk_from_the_future_is_rejected_and_cannot_block_later_chunks():

@@ -26,7 +26,7 @@ $A train --config $R --data "$W/demos/a" "$W/demos/b" --run "$W/run" ${DEVICE:+-
 $A train --run "$W/run" --export "$W/policy"
 
 echo "== 3/4 50 seeded episodes in-process (seeds 0-49, disjoint from the demos), every action through the SafetyFilter"
-$A eval "$W/policy" -n 50 --first-seed 0 --threads 2 --out "$W/eval_policy" --no-media
+$A eval "$W/policy" -n 50 --first-seed 0 --threads 2 --execute 25 --out "$W/eval_policy" --no-media
 
 echo "== 4/4 the same policy through the ROS node graph in lockstep, seeds 0-9"
-$A eval "$W/policy" -n 10 --first-seed 0 --graph --lockstep --out "$W/eval_graph"
+$A eval "$W/policy" -n 10 --first-seed 0 --execute 25 --graph --lockstep --out "$W/eval_graph"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sim_crop recipe on a lent GPU machine, in one call of the device tool (issue 14): scripted demos on its CPU
 # cores, the latent cache and the DiT on its GPU, the exported bundle back under $OUT. Evaluate it here afterwards
-# (docs/training.md "On a lent GPU"): cosmos-aloha eval BUNDLE -n 50 ...; --graph --lockstep -n 10.
+# (docs/training.md "On a lent GPU"): cosmos-aloha eval BUNDLE -n 50 --execute 25 ...; --graph --lockstep -n 10.
 #
 # There: Python 3.12 with torch, no internet, no ROS. What it lacks travels with the call: `bash scripts/device_fetch.sh`
 # here puts the py3.12 wheels (mujoco, gym-aloha's scene) in .whl/ and the EGL libraries in .gl/; then

@@ -33,16 +33,14 @@ def main() -> int:
     ns = p.parse_args()
 
     import torch
+    from bench_image_use import spread_episodes  # bench/ is on the path when a bench runs as a script
 
-    from cosmos_policy_ros.data.aloha_hdf5 import list_episodes, read_episode
+    from cosmos_policy_ros.data.aloha_hdf5 import read_episode
     from cosmos_policy_ros.evaluation.in_process import engine_from_dir
     from cosmos_policy_ros.inference.chunk_smoothing import smooth_chunk
 
     torch.set_num_threads(ns.threads)
-    paths = sorted(q for d in ns.demos for q in list_episodes(d))
-    if not paths:
-        raise SystemExit(f"error: no episodes in {ns.demos}")
-    paths = [paths[i] for i in np.linspace(0, len(paths) - 1, min(ns.episodes, len(paths))).round().astype(int)]
+    paths = spread_episodes(ns.demos, ns.episodes)
     engine, meta = engine_from_dir(ns.checkpoint, sampler={"action_smoothing": 1})
     cams, n = engine.cfg.layout.cameras, engine.cfg.layout.chunk_len
     t0 = time.perf_counter()

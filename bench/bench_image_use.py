@@ -29,6 +29,16 @@ RIGHT_ARM = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist
 RIGHT = slice(7, 13)   # the right arm's six joints in the 14-D ALOHA order
 
 
+def spread_episodes(demos, n: int) -> list:
+    """n demo episode files spread evenly over the folders' sorted episodes (all of them when there are fewer)."""
+    from cosmos_policy_ros.data.aloha_hdf5 import list_episodes
+
+    paths = sorted(q for d in demos for q in list_episodes(d))
+    if not paths:
+        raise SystemExit(f"error: no episodes in {demos}")
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, min(n, len(paths))).round().astype(int)]
+
+
 def first_chunks(engine, meta: dict, paths, t: int) -> tuple[np.ndarray, np.ndarray]:
     """(predicted, demo) right-arm poses at the end of the chunk observed at step t, one row per episode."""
     from cosmos_policy_ros.data.aloha_hdf5 import read_episode
@@ -59,14 +69,10 @@ def main() -> int:
 
     import torch
 
-    from cosmos_policy_ros.data.aloha_hdf5 import list_episodes
     from cosmos_policy_ros.evaluation.in_process import engine_from_dir
 
     torch.set_num_threads(ns.threads)
-    paths = sorted(q for d in ns.demos for q in list_episodes(d))
-    if not paths:
-        raise SystemExit(f"error: no episodes in {ns.demos}")
-    paths = [paths[i] for i in np.linspace(0, len(paths) - 1, min(ns.episodes, len(paths))).round().astype(int)]
+    paths = spread_episodes(ns.demos, ns.episodes)
     engine, meta = engine_from_dir(ns.checkpoint, sampler=None if ns.camera_guidance is None
                                    else {"camera_guidance": ns.camera_guidance})
     t0 = time.perf_counter()

@@ -63,7 +63,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="folder for the report (JSON) and per episode a GIF, a chunk plot and a PNG strip")
     p.add_argument("--strip-every-s", type=float, default=1.0, help="simulated seconds between strip frames")
     p.add_argument("--verbose", action="store_true", help="show every node's output")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.execute is not None and a.execute < 1:
+        p.error(f"--execute must be >= 1 (actions of each chunk), got {a.execute}")
+    return a
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         a.width, a.height = camera_size(checkpoint, a.width, a.height)
     specs = resolve(a.mode, _graph_arguments(a, checkpoint, note, lockstep_episode_s), load_graph())
     a.chunk_mode = dict(next(s for s in specs if s.key == "executor").parameters)["chunk_mode"]
+    if a.execute is not None and a.chunk_mode != "synchronous":
+        print(f"demo: error: --execute {a.execute} plays the first K actions of each chunk in chunk_mode synchronous "
+              f"(--lockstep, --mode planning or --chunk-mode synchronous); this graph runs {a.chunk_mode}",
+              file=sys.stderr)
+        return 2
     print(f"demo: graph '{a.mode}' on the simulated ALOHA (ROS_DOMAIN_ID={domain}, loopback only): "
           f"{', '.join(s.name for s in specs)}; checkpoint {checkpoint}", flush=True)
     lines: list[str] = []

@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("the following arguments are required: --run")
     if not (ns.plan or ns.export or ns.resume or (ns.config and ns.data)):
         p.error("a fresh run needs --config and --data (or --resume)")
+    if ns.action_smoothing is not None and not ns.export:
+        p.error("--action-smoothing sets an exported bundle's sampler: use it with --export")
     try:
         if ns.plan:  # no run: the table for --config (default the 2B model) on --gpus x --gpu
             print(memory_plan.run_plan(ns.config or memory_plan.DEFAULT_MODEL, ns))

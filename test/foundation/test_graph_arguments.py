@@ -233,3 +233,21 @@ def test_cli_up_sim_with_an_integer_rate_starts_the_sim_node():
     # the point is the sim node: it started with the integer rate and exited cleanly on Ctrl-C (the monitor's own
     # shutdown sometimes ends in an rcl error under load, exit 1: a separate, known flake)
     assert "exit codes {'sim': 0," in text
+
+
+def test_demo_refuses_execute_where_the_executor_would_ignore_it(capsys):
+    """--execute K acts only in chunk_mode synchronous: the direct graph's default (blend) refuses it in one line
+    before any node starts, and K < 1 is refused by the parser."""
+    from cosmos_policy_ros import demo
+
+    saved = dict(os.environ)   # demo.main puts its private ROS domain into this process's environment
+    try:
+        assert demo.main(["--execute", "25", "--episodes", "1"]) == 2
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--execute 25" in err[0] and "runs blend" in err[0]
+    with pytest.raises(SystemExit) as exc:
+        demo.parse(["--execute", "0"])
+    assert exc.value.code == 2 and "--execute must be >= 1" in capsys.readouterr().err

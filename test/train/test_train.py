@@ -324,3 +324,6 @@ def test_export_sets_the_bundles_action_smoothing_and_refuses_an_even_window(tmp
         cli.export(tmp_path / "run", tmp_path / "bad", sampler={"action_smoothing": 4})
     assert cli.main(["--run", str(tmp_path / "run"), "--export", str(tmp_path / "b2"), "--action-smoothing", "5"]) == 0
     assert engine_from_dir(tmp_path / "b2")[0].cfg.sampler.action_smoothing == 5
+    with pytest.raises(SystemExit) as exc:   # without --export it would set nothing: refused, not ignored
+        cli.main(["--run", str(tmp_path / "run"), "--resume", "--action-smoothing", "5"])
+    assert exc.value.code == 2

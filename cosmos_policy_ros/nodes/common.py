@@ -10,7 +10,9 @@ into a ConfigError naming the parameter, which ``run_node`` prints as one line b
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
+import threading
 import typing
 from typing import Any, Callable, Literal, Mapping
 
@@ -86,14 +88,46 @@ def run_node(make_node: Callable, args: list[str] | None = None, executor_thread
     ``start_errors`` are further exception types that mean "cannot run" for this node (hardware
     that does not answer) and are reported the same way.
 
-    rclpy's SIGINT handler shuts the context down (spin returns) and then raises KeyboardInterrupt
-    once, wherever the main thread happens to be — possibly inside the clean-up. Clean-up steps are
-    therefore guarded, and a late KeyboardInterrupt still means a clean exit (0).
+    rclpy's SIGINT handler shuts the context down (spin returns) and then calls Python's handler. Once
+    spinning, that handler (``_SpinSigint``) does not raise: a KeyboardInterrupt between two bytecodes
+    of the executor once left a half-built rclpy Task whose ``__del__`` printed a traceback at exit.
+    Before spinning (a node that waits for hardware) and for a second Ctrl-C it raises as usual.
+    Clean-up steps are guarded, and a late KeyboardInterrupt still means a clean exit (0).
     """
+    sigint = _SpinSigint.install()
     try:
-        return _run_node(make_node, args, executor_threads, name, on_ready, start_errors)
+        return _run_node(make_node, args, executor_threads, name, on_ready, start_errors, sigint)
     except KeyboardInterrupt:
         return 0
+    finally:
+        if sigint is not None:
+            sigint.restore()
+
+
+class _SpinSigint:
+    """Python's SIGINT handler while a node spins: rclpy already stopped the spin, so only record it."""
+
+    def __init__(self, previous: Any):
+        self.previous = previous
+        self.spinning = threading.Event()
+        self.count = 0
+
+    @classmethod
+    def install(cls) -> "_SpinSigint | None":
+        """Set before rclpy.init (rclpy chains to it); None off the main thread, where signals cannot be set."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        handler = cls(signal.getsignal(signal.SIGINT))
+        signal.signal(signal.SIGINT, handler)
+        return handler
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if not self.spinning.is_set() or self.count > 1:
+            raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.default_int_handler)
 
 
 def _guarded(step: Callable[[], object]) -> None:
@@ -107,7 +141,8 @@ def _guarded(step: Callable[[], object]) -> None:
 
 
 def _run_node(make_node: Callable, args: list[str] | None, executor_threads: int, name: str | None,
-              on_ready: Callable[[Any], None] | None, start_errors: tuple[type[BaseException], ...]) -> int:
+              on_ready: Callable[[Any], None] | None, start_errors: tuple[type[BaseException], ...],
+              sigint: _SpinSigint | None) -> int:
     import rclpy  # noqa: PLC0415 - CLI code: rclpy is loaded only when a node is started
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
@@ -119,6 +154,8 @@ def _run_node(make_node: Callable, args: list[str] | None, executor_threads: int
         executor.add_node(node)
         if on_ready is not None:
             on_ready(node)
+        if sigint is not None:
+            sigint.spinning.set()
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -2,6 +2,9 @@
 and fails every node the same way (start hook, one error line, exit 1)."""
 from __future__ import annotations
 
+import os
+import signal
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -133,3 +136,48 @@ def test_run_node_reports_a_start_error_of_the_node_in_one_line(capsys):
 
     assert run_node(no_hardware, ["test"], name="cosmos_executor", start_errors=(RuntimeError,)) == 1
     assert capsys.readouterr().err.count("\n") == 1
+
+
+class InterruptedNode(Node):
+    """A callback that gets Ctrl-C halfway: it must run to its end (no KeyboardInterrupt inside the executor)."""
+
+    def __init__(self, events: list):
+        super().__init__("interrupted_test")
+        self.events = events
+        self.create_timer(0.01, self._interrupted)
+
+    def _interrupted(self) -> None:
+        if self.events:
+            return
+        self.events.append("signalled")
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 0.2
+        while time.monotonic() < deadline:  # bytecodes at which Python's handler runs
+            pass
+        self.events.append("finished")
+
+    def close(self) -> None:
+        self.events.append("closed")
+
+
+def test_ctrl_c_while_spinning_stops_the_node_without_interrupting_a_callback():
+    events: list[str] = []
+    previous = signal.getsignal(signal.SIGINT)
+    assert run_node(lambda: InterruptedNode(events), ["test"]) == 0
+    assert events == ["signalled", "finished", "closed"]
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+def test_ctrl_c_before_spinning_still_interrupts_the_start():
+    """A node that waits for hardware in its constructor must stay interruptible."""
+    events: list[str] = []
+
+    def waits_forever():
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            pass
+        events.append("waited")
+
+    assert run_node(waits_forever, ["test"]) == 0
+    assert events == []

@@ -12,7 +12,7 @@ setup:
 	@bash scripts/setup_env.sh
 
 demo: setup
-	$(VENV)/bin/cosmos-aloha demo
+	$(VENV)/bin/cosmos-aloha demo --lockstep
 
 test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from cosmos_policy_ros.config import ConfigError
-from cosmos_policy_ros.deploy.bundle import default_checkpoint, resolve_bundle
+from cosmos_policy_ros.deploy.bundle import default_checkpoint, default_demo_checkpoint, resolve_bundle
 from cosmos_policy_ros.evaluation.graph import GraphEpisodeError, GraphEpisodeRunner, GraphEpisodeSettings
 from cosmos_policy_ros.evaluation.report import graph_report, media_lines, print_graph_report
 from cosmos_policy_ros.graph import load_graph, resolve
@@ -34,7 +34,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--episodes", type=int, default=int(os.environ.get("DEMO_EPISODES", 5)))
     p.add_argument("--task", default="transfer_cube")
-    p.add_argument("--checkpoint", default="", help="bundle folder (default: the bundled small checkpoint)")
+    p.add_argument("--checkpoint", default="",
+                   help="bundle folder (default, direct mode: the bundled checkpoints/sim_crop_transfer_cube, run as "
+                        "its policy.json says: chunk mode synchronous, re-querying every 25 actions; planning mode: "
+                        "checkpoints/sim_small_transfer_cube, whose planning model the bundled one is)")
     p.add_argument("--mode", choices=("direct", "planning"), default="direct",
                    help="direct: the policy node; planning: the planner node (best-of-N with world model + value)")
     p.add_argument("--planning-checkpoint", default="",
@@ -53,7 +56,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--execute", type=int, default=None, metavar="K",
                    help="chunk_mode synchronous (so --lockstep): play the first K actions of each chunk, then request "
                         "the next (graph argument synchronous_steps; default config/executor.yaml: the whole chunk)")
-    p.add_argument("--seed", type=int, default=1000, help="first episode seed")
+    p.add_argument("--seed", type=int, default=0,
+                   help="first episode seed (0-49: the bundled checkpoints' reported evaluation; their "
+                        "demonstrations used 1000-1119)")
     p.add_argument("--width", type=int, default=None,
                    help="sim camera width (default: the checkpoint's square training size, else 128)")
     p.add_argument("--height", type=int, default=None, help="sim camera height (default: as --width, else 96)")
@@ -79,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     domain = a.domain_id if a.domain_id is not None else 100 + os.getpid() % 30
     env = local_ros_env(domain_id=domain, force=True)
     os.environ.update(env)
-    checkpoint, note = _checkpoint(a.checkpoint)
+    checkpoint, note = _checkpoint(a.checkpoint, a.mode)
     if a.width is None or a.height is None:
         a.width, a.height = camera_size(checkpoint, a.width, a.height)
-    specs = resolve(a.mode, _graph_arguments(a, checkpoint, note, lockstep_episode_s), load_graph())
+    specs = resolve(a.mode, _graph_arguments(a, checkpoint, lockstep_episode_s), load_graph())
     a.chunk_mode = dict(next(s for s in specs if s.key == "executor").parameters)["chunk_mode"]
     if a.execute is not None and a.chunk_mode != "synchronous":
         print(f"demo: error: --execute {a.execute} plays the first K actions of each chunk in chunk_mode synchronous "
@@ -118,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _checkpoint(given: str) -> tuple[Path, str]:
-    """The bundle to run and a note for the report: random weights when no trained checkpoint is bundled."""
-    checkpoint = Path(given) if given else default_checkpoint()
+def _checkpoint(given: str, mode: str) -> tuple[Path, str]:
+    """The bundle to run and a note for the report: random weights when no trained checkpoint is bundled.
+    Planning mode's default is the policy the bundled planning model was fine-tuned from."""
+    checkpoint = Path(given) if given else default_checkpoint() if mode == "planning" else default_demo_checkpoint()
     if checkpoint.exists():
         return checkpoint, ""
     from cosmos_policy_ros.deploy.random_bundle import make_random_bundle  # heavy (torch), needed only here
@@ -132,11 +138,11 @@ def _checkpoint(given: str) -> tuple[Path, str]:
     return checkpoint, note
 
 
-def _graph_arguments(a: argparse.Namespace, checkpoint: Path, note: str,
+def _graph_arguments(a: argparse.Namespace, checkpoint: Path,
                      lockstep_episode_s: float | None = None) -> dict[str, str]:
-    """Launch arguments of config/graph.yaml for the demo's graph (the bundled checkpoint is the nodes' default)."""
-    return {"use_sim": "true", "task": a.task,
-            "policy_checkpoint": "" if not a.checkpoint and not note else str(checkpoint),
+    """Launch arguments of config/graph.yaml for the demo's graph (the checkpoint named: the demo's default is not
+    the nodes')."""
+    return {"use_sim": "true", "task": a.task, "policy_checkpoint": str(checkpoint),
             "autostart": "true", "sim_width": str(a.width), "sim_height": str(a.height),
             "sim_camera_rate_hz": str(a.camera_rate), "planning_checkpoint": a.planning_checkpoint,
             "planner_config": a.planner_config, "chunk_mode": a.chunk_mode,

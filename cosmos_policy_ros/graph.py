@@ -18,7 +18,7 @@ from typing import Literal
 import yaml
 
 from cosmos_policy_ros import config as cfg
-from cosmos_policy_ros.deploy.bundle import launch_chunk_mode
+from cosmos_policy_ros.deploy.bundle import launch_chunk_mode, launch_synchronous_steps
 
 GRAPH_CONFIG = "graph.yaml"
 PACKAGE = "cosmos_policy_ros"
@@ -238,8 +238,9 @@ def resolve_arguments(graph: GraphConfig, given: dict[str, str] | None = None) -
 
 def resolve_mode_arguments(graph: GraphConfig, mode: str, given: dict[str, str] | None = None) -> dict[str, str]:
     """resolve_arguments, then what depends on the mode: an argument a real robot requires (policy_checkpoint)
-    is refused when missing, and one left "" takes the policy checkpoint's value (chunk_mode in its policy.json)
-    or the mode's default (mode_defaults). Reads only the checkpoint's metadata JSON."""
+    is refused when missing, and one left "" takes the policy checkpoint's value (chunk_mode, and in chunk mode
+    synchronous synchronous_steps, in its policy.json) or the mode's default (mode_defaults). Reads only the
+    checkpoint's metadata JSON."""
     if mode not in graph.modes:
         raise cfg.ConfigError(f"unknown mode {mode!r} (modes: {', '.join(graph.modes)})")
     args = resolve_arguments(graph, given)
@@ -256,6 +257,11 @@ def resolve_mode_arguments(graph: GraphConfig, mode: str, given: dict[str, str] 
         if args[name] == "":
             stated = launch_chunk_mode(args.get("policy_checkpoint", ""), mode) if name == "chunk_mode" else None
             args[name] = check_argument(name, graph.arguments[name], stated or value)
+    if args.get("chunk_mode") == "synchronous" and args.get("synchronous_steps") == "":
+        stated_steps = launch_synchronous_steps(args.get("policy_checkpoint", ""))
+        if stated_steps is not None:   # how the checkpoint was evaluated (else config/executor.yaml's)
+            args["synchronous_steps"] = check_argument("synchronous_steps", graph.arguments["synchronous_steps"],
+                                                       str(stated_steps))
     return args
 
 

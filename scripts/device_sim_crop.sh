@@ -55,7 +55,7 @@ echo "== train on $DEVICE for at most $TRAIN_MIN min"
 t0=$(date +%s)
 $A train --config "$W/recipe.yaml" --data "$W"/demos/p* --run "$W/run" --device "$DEVICE" --minutes "$TRAIN_MIN" \
     --no-progress 2>&1 | grep -v "DEBUG" | tee "$OUT/train.log"
-$A train --run "$W/run" --export "$W/policy" | tee -a "$OUT/train.log"
+$A train --run "$W/run" --export "$W/policy" --execute 25 | tee -a "$OUT/train.log"
 echo "train + export: $(( $(date +%s) - t0 )) s" | tee -a "$OUT/run_info.txt"
 tar -C "$W" -cf "$OUT/policy.tar" policy
 ls -la "$OUT"

@@ -32,7 +32,7 @@ if [ ! -e "$W/run/latest" ]; then
 fi
 $A train --run "$W/run" --resume --steps 10000 --stop-at 9269 --no-progress ${DEVICE:+--device $DEVICE}
 $A train --run "$W/run" --resume --steps 18000 --stop-at "$FINAL_STEP" --no-progress ${DEVICE:+--device $DEVICE}
-$A train --run "$W/run" --export "$W/policy"
+$A train --run "$W/run" --export "$W/policy" --execute 25   # policy.json: chunk mode synchronous, 25 actions a chunk
 
 echo "== 3/4 50 seeded episodes in-process (seeds 0-49, disjoint from the demos), every action through the SafetyFilter"
 $A eval "$W/policy" -n 50 --first-seed 0 --threads 2 --execute 25 --out "$W/eval_policy" --no-media

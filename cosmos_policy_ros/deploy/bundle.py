@@ -27,7 +27,9 @@ constants that normalised its training data; `check_gripper_convention` refuses 
 other ones), `preprocess` (inference/preprocessing.py: how frames and proprio reach the model, each camera's
 crop included; `check_camera_crops` refuses a camera config stating another) and
 optionally `chunk_mode` (the executor mode a launch graph defaults to, `launch_chunk_mode`, read before any
-node starts). A checkpoint without them is taken to be upstream's released one.
+node starts) and `synchronous_steps` (in chunk mode synchronous, the actions played from each chunk before the
+next is requested, as the checkpoint was evaluated: `launch_synchronous_steps`). A checkpoint without them is
+taken to be upstream's released one.
 """
 from __future__ import annotations
 
@@ -52,6 +54,9 @@ STATS_FILE = "dataset_statistics.json"
 EMBED_FILE = "instruction_embeddings.pt"
 BUNDLED_CHECKPOINT = "checkpoints/sim_small_transfer_cube"
 BUNDLED_PLANNING_CHECKPOINT = "checkpoints/sim_small_transfer_cube_planning"
+# What `cosmos-aloha demo` runs: the bundled sim checkpoint that solves its task most often (its policy.json says
+# how it was evaluated). The nodes' default stays the small one: tests and a bare launch start it in seconds.
+DEMO_CHECKPOINT = "checkpoints/sim_crop_transfer_cube"
 # What a checkpoint that does not record them is taken to need: upstream's released ALOHA checkpoint.
 # Upstream's ALOHA client copies constants.py / real_env.py from the original ROS 1 ALOHA (tonyzhaozh/aloha;
 # cosmos-policy ALOHA.md, as OpenVLA-OFT's experiments/robot/aloha/constants.py): its data was normalised
@@ -94,6 +99,11 @@ class CheckpointBundle:
 def default_checkpoint() -> Path:
     """The small checkpoint shipped with the package (trained on scripted sim demonstrations)."""
     return share_dir() / BUNDLED_CHECKPOINT
+
+
+def default_demo_checkpoint() -> Path:
+    """The bundled sim checkpoint `cosmos-aloha demo` runs (DEMO_CHECKPOINT)."""
+    return share_dir() / DEMO_CHECKPOINT
 
 
 def default_planning_checkpoint() -> Path:
@@ -317,6 +327,20 @@ def _gripper_range_warnings(bundle: CheckpointBundle, robot: AlohaRobot) -> list
             f"the policy cannot squeeze or open as far as its data did"]
 
 
+def _launch_meta(checkpoint: str | Path) -> tuple[Path, dict] | str | None:
+    """(metadata file, contents) of `checkpoint` for a launch default; "upstream" for a released folder or a
+    bare weights file; None when "" (the bundled one) is absent from this install (the node reports it)."""
+    path = Path(checkpoint).expanduser() if str(checkpoint) else default_checkpoint()
+    if not path.exists():
+        if not str(checkpoint):
+            return None
+        raise ConfigError(f"{path}: checkpoint not found")
+    if not (path.is_dir() and _is_our_folder(path)):
+        return "upstream"
+    _, meta_file, meta = _read_folder(path)
+    return meta_file, meta
+
+
 def launch_chunk_mode(checkpoint: str | Path, mode: str) -> str | None:
     """The executor chunk mode `checkpoint` states for launch mode `mode`, read from its metadata JSON only.
 
@@ -324,14 +348,12 @@ def launch_chunk_mode(checkpoint: str | Path, mode: str) -> str | None:
     bare weights file is upstream's released checkpoint: UPSTREAM_CHUNK_MODE. None: the checkpoint does not
     say ("" = the bundled one; absent from this install: None, the node reports it).
     """
-    path = Path(checkpoint).expanduser() if str(checkpoint) else default_checkpoint()
-    if not path.exists():
-        if not str(checkpoint):
-            return None
-        raise ConfigError(f"{path}: checkpoint not found")
-    if not (path.is_dir() and _is_our_folder(path)):
+    found = _launch_meta(checkpoint)
+    if found is None:
+        return None
+    if found == "upstream":
         return UPSTREAM_CHUNK_MODE
-    _, meta_file, meta = _read_folder(path)
+    meta_file, meta = found
     stated = meta.get("chunk_mode")
     per_mode = stated if isinstance(stated, dict) else {mode: stated}
     for value in per_mode.values():
@@ -339,6 +361,21 @@ def launch_chunk_mode(checkpoint: str | Path, mode: str) -> str | None:
             raise ConfigError(f"{meta_file}: chunk_mode: expected one of {', '.join(MODES)} (or a mapping "
                               f"launch mode -> one of them), got {value!r}")
     return per_mode.get(mode)
+
+
+def launch_synchronous_steps(checkpoint: str | Path) -> int | None:
+    """policy.json `synchronous_steps`: in chunk mode synchronous, the actions of each chunk played before the
+    next is requested, as the checkpoint was evaluated (`cosmos-aloha eval --execute`). None: not stated (the
+    executor config's value; upstream plays whole chunks)."""
+    found = _launch_meta(checkpoint)
+    if not isinstance(found, tuple):
+        return None
+    meta_file, meta = found
+    stated = meta.get("synchronous_steps")
+    if stated is not None and (isinstance(stated, bool) or not isinstance(stated, int) or stated < 1):
+        raise ConfigError(f"{meta_file}: synchronous_steps: expected an integer >= 1 (actions of each chunk), "
+                          f"got {stated!r}")
+    return stated
 
 
 def _checkpoint_id(weights: Path, step) -> str:

@@ -17,6 +17,7 @@ import torch
 
 from cosmos_policy_ros import config as cfg
 from cosmos_policy_ros import demo
+from cosmos_policy_ros.deploy.bundle import launch_synchronous_steps
 from cosmos_policy_ros.deploy.planner_config import DEFAULT_PLANNER_CONFIG, PlannerConfig
 from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line, run_main
 from cosmos_policy_ros.evaluation.in_process import PolicyFn, engine_from_dir, engine_policy, evaluate, planner_policy
@@ -32,7 +33,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("policy", help="bundle dir (policy.json) or training checkpoint dir")
     p.add_argument("-n", type=int, default=50)
     p.add_argument("--first-seed", type=int, default=0, help="episode seeds first..first+n-1 (demos used 1000+)")
-    p.add_argument("--execute", type=int, default=50, help="actions of each chunk run before re-querying")
+    p.add_argument("--execute", type=int, default=None,
+                   help="actions of each chunk run before re-querying (default: the bundle's policy.json "
+                        "synchronous_steps, as it was evaluated; else 50, the whole chunk)")
     p.add_argument("--steps", type=int, help="sampler steps (default: model config action_steps)")
     p.add_argument("--out", help="directory for results.json and per episode a PNG strip, an animated GIF of the "
                    "viewer (config/sim_node.yaml viewer) and a plot of the executed chunks")
@@ -68,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --lockstep is a mode of the ROS graph: add --graph (in-process evaluation is lockstep already)",
               file=sys.stderr)
         return 2
+    if ns.execute is not None and ns.execute < 1:
+        print(f"error: --execute must be >= 1 (actions of each chunk), got {ns.execute}", file=sys.stderr)
+        return 2
     if ns.graph:
         return run_graph(ns)
     torch.set_num_threads(ns.threads)
@@ -75,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         over = {k: v for k, v in (("camera_guidance", ns.camera_guidance),
                                   ("action_smoothing", ns.action_smoothing)) if v is not None}
         eng, meta = engine_from_dir(ns.policy, planning=ns.planning or None, sampler=over)
+        if ns.execute is None:
+            ns.execute = launch_synchronous_steps(ns.policy) or 50
     except (ValueError, *EXPECTED_ERRORS) as exc:  # config, checkpoint, statistics, embeddings: one line
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
@@ -100,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
 def run_graph(ns: argparse.Namespace) -> int:
     """The same seeds through DDS, the nodes and the executor's 50 Hz loop (`cosmos-aloha demo`)."""
     extra = [] if ns.planning is None else ["--mode", "planning", "--planning-checkpoint", ns.planning]
-    extra += ["--lockstep", "--execute", str(ns.execute)] if ns.lockstep else []   # in-process: open loop for K
+    extra += ["--lockstep"] if ns.lockstep else []
+    # in-process: open loop for K (the graph's default: the bundle's synchronous_steps, as in-process)
+    extra += ["--execute", str(ns.execute)] if ns.lockstep and ns.execute is not None else []
     return demo.main(["--episodes", str(ns.n), "--seed", str(ns.first_seed), "--checkpoint", ns.policy,
                       "--out", ns.out or "eval_graph", *extra])
 

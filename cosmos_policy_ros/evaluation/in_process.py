@@ -230,7 +230,10 @@ def evaluate(policy_fn: PolicyFn, n: int, seeds: Sequence[int] | None = None, *,
         sim.close()
     res = EvalResult.from_episodes(task, results, time.time() - t_wall)
     if out:
-        (out / "results.json").write_text(json.dumps(asdict(res), indent=1))
+        # what ran, beside what it measured (the episodes' seeds are in each episode)
+        ran = {"execute": execute, "safety": safety, "cameras": list(cameras), "size": size,
+               "horizon": settings.horizon}
+        (out / "results.json").write_text(json.dumps({**asdict(res), "settings": ran}, indent=1))
     return res
 
 

@@ -151,14 +151,18 @@ def resume(run: str | Path, device: str | None = None, overrides: dict | None = 
 
 
 def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None,
-           sampler: dict | None = None) -> Path:
+           sampler: dict | None = None, execute: int | None = None) -> Path:
     """Inference bundle: model.safetensors (net, net_ema, vae), policy.json, statistics, embeddings, loss plot.
 
     One process. A checkpoint saved without model.safetensors (train.consolidate_checkpoints: false) is
     gathered from its sharded state, whatever world size wrote it. sampler: inference-only fields of the model's
     sampler config to set in the bundle (e.g. {"action_smoothing": 9} for a run started before the recipe had it);
-    validated, the weights are unchanged.
+    validated, the weights are unchanged. execute: the bundle is run in chunk mode synchronous playing the first
+    `execute` actions of each chunk (policy.json chunk_mode / synchronous_steps, read by the launch graph and
+    `cosmos-aloha eval`), as it was evaluated.
     """
+    if execute is not None and (isinstance(execute, bool) or not isinstance(execute, int) or execute < 1):
+        raise ValueError(f"execute: expected an integer >= 1 (actions of each chunk), got {execute!r}")
     d = Path(ckpt) if ckpt else ck.latest_checkpoint(run)
     if d is None:
         raise FileNotFoundError(f"{run}: no checkpoint to export")
@@ -187,6 +191,8 @@ def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None,
     # the gripper constants that normalised the episodes: nodes refuse a robot config with other ones
     policy["gripper_convention"] = meta.get("gripper_convention") or AlohaRobot.from_yaml(
         tcfg.robot_config).config.gripper.convention_record()
+    if execute is not None:
+        policy["chunk_mode"], policy["synchronous_steps"] = "synchronous", execute
     (out / "policy.json").write_text(json.dumps(policy, indent=1))
     (out / "history.json").write_text(json.dumps(meta["history"]))
     if (Path(run) / "loss.png").is_file():
@@ -217,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--action-smoothing", type=int, metavar="K",
                    help="with --export: the bundle's sampler.action_smoothing (odd window of the chunk's moving "
                         "average on read-back; 1 = off; default: the run's)")
+    p.add_argument("--execute", type=int, metavar="K",
+                   help="with --export: the bundle runs in chunk mode synchronous, playing the first K actions of "
+                        "each chunk before the next query (as `cosmos-aloha eval --execute K` measured it)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--encode-only", action="store_true",
                    help="fill the run's latent cache (on --device) and stop; a later run with --run reuses it")
@@ -231,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("a fresh run needs --config and --data (or --resume)")
     if ns.action_smoothing is not None and not ns.export:
         p.error("--action-smoothing sets an exported bundle's sampler: use it with --export")
+    if ns.execute is not None and not ns.export:
+        p.error("--execute sets how an exported bundle is run: use it with --export")
     try:
         if ns.plan:  # no run: the table for --config (default the 2B model) on --gpus x --gpu
             print(memory_plan.run_plan(ns.config or memory_plan.DEFAULT_MODEL, ns))
@@ -238,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         if ns.export:  # one process; under torchrun rank 0 exports and the others have nothing to do
             if distributed.env_rank() == 0:
                 over = None if ns.action_smoothing is None else {"action_smoothing": ns.action_smoothing}
-                print(f"exported {export(ns.run, ns.export, sampler=over)}")
+                print(f"exported {export(ns.run, ns.export, sampler=over, execute=ns.execute)}")
             return 0
         # under torchrun: the process group (nccl on CUDA, gloo on CPU) and this rank's device
         ranks, device = distributed.join(ns.device)

@@ -67,6 +67,7 @@ def test_episodes_report_simulated_time_and_their_strip(tmp_path):
     assert ep.strip == "episode_0002.png" and (tmp_path / ep.strip).is_file()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["episodes"][0]["strip"] == ep.strip and saved["n"] == 1
+    assert saved["settings"] == {"execute": 10, "safety": True, "cameras": ["cam_high"], "size": 64, "horizon": 15}
 
 
 def test_engine_policy_query_k_samples_with_seed_plus_k(tmp_path):

@@ -19,7 +19,7 @@ def test_demo_runs_episodes_and_reports(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((out / "demo_report.json").read_text())
     assert len(report["episodes"]) == 1 and report["episodes"][0]["chunks"] >= 1
-    assert report["chunk_mode"] == "blend"   # the graph's direct default: the bundled checkpoint states none
+    assert report["chunk_mode"] == "synchronous"   # as the demo's bundle states (policy.json), as it was evaluated
     assert report["executor"]["chunks_accepted"] >= 1
     assert "success:" in proc.stdout and "chunk latency" in proc.stdout
     from PIL import Image
@@ -74,6 +74,17 @@ def test_demo_renders_at_the_size_the_checkpoint_was_trained_on(tmp_path, kind):
 
     ckpt = {"bundled": default_checkpoint, "missing": lambda: Path(tmp_path / "nothing"),
             "random": lambda: make_random_bundle(tmp_path / "random", "tiny_test")}[kind]()
-    want = (64, 64) if kind == "bundled" else (128, 96)
+    want = (64, 64) if kind == "bundled" else (128, 96)   # the nodes' default bundle, 64 px without a crop
     assert camera_size(ckpt, None, None) == want
     assert camera_size(ckpt, 96, None) == (96, 96)      # an explicit width wins, height follows it
+
+
+def test_the_demo_runs_the_cropped_checkpoint_at_its_render_size():
+    """cosmos-aloha demo's default bundle crops cam_high to the workspace: its demos were rendered at 240 px."""
+    from cosmos_policy_ros.demo import _checkpoint, camera_size
+    from cosmos_policy_ros.deploy.bundle import DEMO_CHECKPOINT, default_checkpoint
+
+    checkpoint, note = _checkpoint("", "direct")
+    assert note == "" and checkpoint.as_posix().endswith(DEMO_CHECKPOINT)
+    assert camera_size(checkpoint, None, None) == (240, 240)
+    assert _checkpoint("", "planning")[0] == default_checkpoint()   # the policy the planning model was tuned from

@@ -236,14 +236,14 @@ def test_cli_up_sim_with_an_integer_rate_starts_the_sim_node():
 
 
 def test_demo_refuses_execute_where_the_executor_would_ignore_it(capsys):
-    """--execute K acts only in chunk_mode synchronous: the direct graph's default (blend) refuses it in one line
-    before any node starts, and K < 1 is refused by the parser."""
+    """--execute K acts only in chunk_mode synchronous: a blending graph refuses it in one line before any node
+    starts, and K < 1 is refused by the parser."""
     pytest.importorskip("torch", reason="the demo reads the bundled checkpoint (not installed in this CI stage)")
     from cosmos_policy_ros import demo
 
     saved = dict(os.environ)   # demo.main puts its private ROS domain into this process's environment
     try:
-        assert demo.main(["--execute", "25", "--episodes", "1"]) == 2
+        assert demo.main(["--chunk-mode", "blend", "--execute", "25", "--episodes", "1"]) == 2
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -206,6 +206,41 @@ def test_chunk_mode_default_follows_the_bundle_metadata(tmp_path):
     assert _executor_chunk_mode("direct", {"policy_checkpoint": str(upstream_like), "chunk_mode": "blend"}) == "blend"
 
 
+def _executor_parameters(mode: str, given: dict[str, str]) -> dict:
+    specs = graph_mod.resolve(mode, {"use_sim": "true", **given})
+    return dict(next(s for s in specs if s.key == "executor").parameters)
+
+
+def test_synchronous_steps_follow_the_bundle_in_chunk_mode_synchronous(tmp_path):
+    """A bundle evaluated re-querying every K actions (policy.json synchronous_steps) is launched that way; an
+    explicit argument wins, and another chunk mode leaves it to config/executor.yaml."""
+    bundle = str(make_metadata_bundle(tmp_path / "a", chunk_mode="synchronous", synchronous_steps=25))
+    assert _executor_parameters("direct", {"policy_checkpoint": bundle})["synchronous_steps"] == 25
+    assert _executor_parameters("direct", {"policy_checkpoint": bundle, "synchronous_steps": "10"})[
+        "synchronous_steps"] == 10
+    assert _executor_parameters("direct", {"policy_checkpoint": bundle, "chunk_mode": "blend"})[
+        "synchronous_steps"] == ""
+    assert _executor_parameters("direct", {})["synchronous_steps"] == ""   # the bundled sim_small states none
+    for bad in (0, "25", True):
+        wrong = make_metadata_bundle(tmp_path / f"bad_{bad}", chunk_mode="synchronous", synchronous_steps=bad)
+        with pytest.raises(ConfigError) as err:
+            graph_mod.resolve("direct", {"use_sim": "true", "policy_checkpoint": str(wrong)})
+        assert str(err.value) == (f"{wrong / EXPORT_META_FILE}: synchronous_steps: expected an integer >= 1 "
+                                  f"(actions of each chunk), got {bad!r}")
+
+
+def test_the_demo_checkpoint_is_launched_as_it_was_evaluated():
+    """cosmos-aloha demo's default bundle (sim_crop) states chunk mode synchronous, 25 actions per chunk: the
+    setting of its reported evaluation (`cosmos-aloha eval --execute 25`, eval_transfer_cube_50.json beside it)."""
+    from cosmos_policy_ros.deploy.bundle import default_demo_checkpoint
+
+    folder = default_demo_checkpoint()
+    if not folder.is_dir():
+        pytest.skip("the bundled checkpoints are not installed in this stage")
+    params = _executor_parameters("direct", {"policy_checkpoint": str(folder)})
+    assert (params["chunk_mode"], params["synchronous_steps"]) == ("synchronous", 25)
+
+
 def test_chunk_mode_from_the_bundle_reaches_ros2_launch_and_cosmos_aloha_graph(launch_standin, tmp_path):
     bundle = make_metadata_bundle(tmp_path / "a", chunk_mode="open_loop")
     _, nodes = run_launch_file("direct", {"use_sim": "false", "policy_checkpoint": str(bundle)})

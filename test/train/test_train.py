@@ -327,3 +327,21 @@ def test_export_sets_the_bundles_action_smoothing_and_refuses_an_even_window(tmp
     with pytest.raises(SystemExit) as exc:   # without --export it would set nothing: refused, not ignored
         cli.main(["--run", str(tmp_path / "run"), "--resume", "--action-smoothing", "5"])
     assert exc.value.code == 2
+
+
+def test_export_states_how_the_bundle_is_run_and_the_launch_and_eval_read_it(tmp_path, data_dir):
+    """--execute K: the bundle is run in chunk mode synchronous, K actions per chunk, as it was evaluated; the
+    launch graph and `cosmos-aloha eval` take it as their default."""
+    from cosmos_policy_ros.deploy.bundle import launch_chunk_mode, launch_synchronous_steps
+    tr = cli.start(_recipe(tmp_path, steps=2), data_dir, tmp_path / "run", progress=False)
+    tr.fit(progress=False)
+    plain = cli.export(tmp_path / "run", tmp_path / "plain")
+    assert launch_synchronous_steps(plain) is None and launch_chunk_mode(plain, "direct") is None
+    assert cli.main(["--run", str(tmp_path / "run"), "--export", str(tmp_path / "b"), "--execute", "25"]) == 0
+    assert launch_synchronous_steps(tmp_path / "b") == 25
+    assert launch_chunk_mode(tmp_path / "b", "direct") == "synchronous"
+    with pytest.raises(ValueError, match="execute"):
+        cli.export(tmp_path / "run", tmp_path / "bad", execute=0)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--run", str(tmp_path / "run"), "--resume", "--execute", "25"])
+    assert exc.value.code == 2

@@ -9,7 +9,8 @@ raw and averaged over windows of 3 to 15 actions (inference/chunk_smoothing.py):
 * over cap: share of steps where some arm joint moves more than the executor's step cap (pi rad/s x 0.02 s),
   i.e. where the SafetyFilter would cut the command.
 
-    MUJOCO_GL=egl .venv/bin/python bench/bench_chunk_smoothing.py CHECKPOINT DEMOS [--episodes 5]
+    MUJOCO_GL=egl .venv/bin/python bench/bench_chunk_smoothing.py [CHECKPOINT DEMOS ...] [--episodes 5]
+Without CHECKPOINT and DEMOS (`make bench`): the demo's bundled checkpoint and demos rendered for it at unseen seeds.
 Prints one table; not a test. About 1 min on one core for the sim_crop checkpoint.
 """
 from __future__ import annotations
@@ -26,20 +27,22 @@ ARM = [i for i in range(14) if i not in (6, 13)]     # the grippers are left out
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", help="bundle or training checkpoint (its EMA weights, as `cosmos-aloha eval`)")
-    p.add_argument("demos", nargs="+", help="folders of demo episodes rendered for this checkpoint")
+    p.add_argument("checkpoint", nargs="?", default="",
+                   help="bundle or training checkpoint (its EMA weights, as `cosmos-aloha eval`); default: the demo's")
+    p.add_argument("demos", nargs="*", help="folders of demo episodes rendered for this checkpoint; default: fresh")
     p.add_argument("--episodes", type=int, default=5, help="spread evenly over the folders' episodes")
     p.add_argument("--threads", type=int, default=1)
     ns = p.parse_args()
 
     import torch
-    from bench_image_use import spread_episodes  # bench/ is on the path when a bench runs as a script
+    from bench_image_use import bench_inputs, spread_episodes  # bench/ is on the path when a bench runs as a script
 
     from cosmos_policy_ros.data.aloha_hdf5 import read_episode
     from cosmos_policy_ros.evaluation.in_process import engine_from_dir
     from cosmos_policy_ros.inference.chunk_smoothing import smooth_chunk
 
     torch.set_num_threads(ns.threads)
+    ns.checkpoint, ns.demos = bench_inputs(ns.checkpoint, ns.demos, ns.episodes)
     paths = spread_episodes(ns.demos, ns.episodes)
     engine, meta = engine_from_dir(ns.checkpoint, sampler={"action_smoothing": 1})
     cams, n = engine.cfg.layout.cameras, engine.cfg.layout.chunk_len

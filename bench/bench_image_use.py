@@ -14,9 +14,10 @@ A checkpoint can have a low training loss and still predict one first chunk for 
 the sim_crop run at 2,844 steps, spread 0.001 rad against the demos' 0.2). Use it along a run's checkpoints
 (seconds each) before spending episodes on `cosmos-aloha eval`.
 
-    MUJOCO_GL=egl .venv/bin/python bench/bench_image_use.py CHECKPOINT DEMOS [DEMOS ...] [--episodes 20] [--t 0]
+    MUJOCO_GL=egl .venv/bin/python bench/bench_image_use.py [CHECKPOINT DEMOS [DEMOS ...]] [--episodes 20] [--t 0]
 DEMOS: folders of scripted demos rendered for that checkpoint (`cosmos-aloha gen-demos DIR --recipe R`; its
-training demos answer "has it learned to", unseen seeds "does it generalise"). Prints a table; not a test.
+training demos answer "has it learned to", unseen seeds "does it generalise"). Without them (`make bench`): the
+demo's bundled checkpoint and demos rendered for it at unseen seeds (~8 s each). Prints a table; not a test.
 """
 from __future__ import annotations
 
@@ -27,6 +28,33 @@ import numpy as np
 
 RIGHT_ARM = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
 RIGHT = slice(7, 13)   # the right arm's six joints in the 14-D ALOHA order
+
+
+def bench_inputs(checkpoint: str, demos: list[str], n: int) -> tuple[str, list[str]]:
+    """The checkpoint and demo folders to measure. None given: the demo's bundled checkpoint and n scripted demos
+    rendered as its training demos were (its cameras, its render size) at seeds 3000+, which no bundle trained on,
+    in a temporary folder."""
+    if checkpoint and demos:
+        return checkpoint, demos
+    if checkpoint or demos:
+        raise SystemExit("error: give both CHECKPOINT and DEMOS, or neither (the bundled checkpoint, fresh demos)")
+    import atexit
+    import shutil
+    import tempfile
+
+    from cosmos_policy_ros.deploy.bundle import default_demo_checkpoint, resolve_bundle
+    from cosmos_policy_ros.train.demos import generate_demos
+
+    checkpoint = default_demo_checkpoint()
+    bundle = resolve_bundle(checkpoint)
+    lay = bundle.model_config.layout
+    size = bundle.preprocessing.square_render_side(int(lay.image_size), lay.cameras)
+    folder = tempfile.mkdtemp(prefix="bench_demos_")
+    atexit.register(shutil.rmtree, folder, True)
+    print(f"no CHECKPOINT/DEMOS given: {checkpoint}, {n} demos rendered for it ({', '.join(lay.cameras)} at "
+          f"{size} px, seeds 3000+, removed afterwards)", flush=True)
+    generate_demos(folder, n, first_seed=3000, cameras=lay.cameras, size=size, compression="gzip", progress=False)
+    return str(checkpoint), [folder]
 
 
 def spread_episodes(demos, n: int) -> list:
@@ -58,8 +86,9 @@ def first_chunks(engine, meta: dict, paths, t: int) -> tuple[np.ndarray, np.ndar
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", help="bundle or training checkpoint (its EMA weights, as `cosmos-aloha eval`)")
-    p.add_argument("demos", nargs="+", help="folders of demo episodes rendered for this checkpoint")
+    p.add_argument("checkpoint", nargs="?", default="",
+                   help="bundle or training checkpoint (its EMA weights, as `cosmos-aloha eval`); default: the demo's")
+    p.add_argument("demos", nargs="*", help="folders of demo episodes rendered for this checkpoint; default: fresh")
     p.add_argument("--episodes", type=int, default=20, help="spread evenly over the folders' episodes")
     p.add_argument("--t", type=int, default=0, help="observation step (0: the start pose, images alone differ)")
     p.add_argument("--threads", type=int, default=1)
@@ -72,6 +101,7 @@ def main() -> int:
     from cosmos_policy_ros.evaluation.in_process import engine_from_dir
 
     torch.set_num_threads(ns.threads)
+    ns.checkpoint, ns.demos = bench_inputs(ns.checkpoint, ns.demos, ns.episodes)
     paths = spread_episodes(ns.demos, ns.episodes)
     engine, meta = engine_from_dir(ns.checkpoint, sampler=None if ns.camera_guidance is None
                                    else {"camera_guidance": ns.camera_guidance})

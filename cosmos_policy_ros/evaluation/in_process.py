@@ -169,7 +169,7 @@ class Episode:
                 self.rollout.add(now, self.sim.qpos14(), self.sim.qvel14(), command)
             if self.media is not None:
                 self.media.step(action, command, reason)
-            self.sim.step(command)
+            self.sim.step(command, driver=True)   # as the executor's command reaches the driver (float32)
             self._prev = np.asarray(command, dtype=float)
             self.result.steps += 1
             if self.media is not None:

@@ -214,6 +214,15 @@ class AlohaRobot:
         g = self.config.gripper
         return self._unnorm(x, g.follower_joint_open, g.follower_joint_close)
 
+    def driver_targets(self, command) -> list[tuple[np.ndarray, float]]:
+        """A 14-D command as the xs_sdk receives it, per follower arm (left, right): the 6 arm joint targets and
+        the gripper motor angle (rad). JointGroupCommand.cmd and JointSingleCommand.cmd are float32, so both
+        are rounded to float32 here: the simulation and `cosmos-aloha eval` apply exactly what a driver gets
+        (without it the same seed's in-process and graph episodes parted through the contacts)."""
+        q = np.asarray(command, dtype=float)
+        return [(q[7 * i: 7 * i + 6].astype(np.float32).astype(float),
+                 float(np.float32(self.normalized_to_follower_joint(q[7 * i + 6])))) for i in range(2)]
+
     def leader_joint_to_normalized(self, rad):
         """Teleop action source: leader gripper motor angle (rad) -> 0..1."""
         g = self.config.gripper

@@ -257,11 +257,20 @@ class SimAloha:
                 self.apply_arm_command(side, a[7 * i:7 * i + 6])
                 self.apply_gripper_normalized(side, a[7 * i + 6])
 
-    def step(self, action14=None) -> SimState:
-        """Advance one control period (substeps x timestep) holding the current targets."""
+    def apply_driver_command(self, command14) -> None:
+        """A 14-D command as the robot's driver takes it (AlohaRobot.driver_targets: float32 arm targets, the
+        gripper as a float32 motor angle): what the sim node applies when the executor streams the command."""
+        with self._lock:
+            for side, (arm, gripper_rad) in zip(SIDES, self.robot.driver_targets(command14)):
+                self.apply_arm_command(side, arm)
+                self.apply_gripper_command(side, gripper_rad)
+
+    def step(self, action14=None, driver: bool = False) -> SimState:
+        """Advance one control period (substeps x timestep) holding the current targets; `action14` first
+        (driver: through apply_driver_command, as a commanded robot, else apply_action)."""
         with self._lock:
             if action14 is not None:
-                self.apply_action(action14)
+                (self.apply_driver_command if driver else self.apply_action)(action14)
             m, d = self.model, self.data
             mujoco.mj_step(m, d, nstep=self.wc.physics.substeps)  # one call: one GIL hand-over, not ten
             mujoco.mj_forward(m, d)  # contacts and camera poses for the state we report

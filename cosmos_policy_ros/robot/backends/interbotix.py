@@ -71,10 +71,7 @@ class InterbotixBackend(Backend):
         return q
 
     def write(self, command: np.ndarray) -> None:
-        q = np.asarray(command, dtype=float)
-        for i, (group_pub, single_pub) in enumerate(self.pubs):
-            arm = q[7 * i: 7 * i + 6]
-            gripper_rad = float(self.robot.normalized_to_follower_joint(q[7 * i + 6]))
+        for (group_pub, single_pub), (arm, gripper_rad) in zip(self.pubs, self.robot.driver_targets(command)):
             group_pub.publish(JointGroupCommand(name=self.group_name, cmd=[float(x) for x in arm]))
             single_pub.publish(JointSingleCommand(name=self.gripper_name, cmd=gripper_rad))
 

@@ -33,6 +33,18 @@ def test_gripper_conversions_match_the_interbotix_constants(robot):
     assert np.allclose(robot.follower_finger_to_joint(robot.follower_joint_to_finger(1.1)), 1.1)
 
 
+def test_driver_targets_are_what_the_interbotix_messages_carry(robot):
+    """Per arm the 6 joint targets and the gripper motor angle, rounded to the messages' float32."""
+    q = robot.pose14("start", gripper=1.0) + 1e-9    # not representable in float32
+    q[13] = 0.0
+    (left_arm, left_grip), (right_arm, right_grip) = robot.driver_targets(q)
+    np.testing.assert_array_equal(left_arm, q[:6].astype(np.float32))
+    np.testing.assert_array_equal(right_arm, q[7:13].astype(np.float32))
+    assert not np.array_equal(left_arm, q[:6])
+    assert left_grip == np.float32(robot.normalized_to_follower_joint(q[6])) == pytest.approx(1.6214, abs=1e-6)
+    assert right_grip == pytest.approx(0.6197, abs=1e-6)
+
+
 def test_state_from_driver_joint_states_by_name(robot):
     names = robot.driver_joint_names
     assert names == ["waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate", "gripper",

@@ -4,9 +4,11 @@ Starts the same graph as `cosmos-aloha up direct --sim` (sim -> policy -> execut
 private DDS domain on loopback, runs seeded episodes through the sim's reset service, and reports
 what it measured: success per episode, success rate with a Wilson interval, chunk latency, executor
 rate and safety interventions; per episode it writes an animated GIF of the sim's viewer (a large view of
-the workspace, captioned with seed, time and stage), a plot of the executed chunks and a PNG strip. With
-no trained checkpoint it says so and runs random weights — the arms move, nothing is solved, and the
-report says exactly that.
+the workspace, captioned with seed, time and stage), a plot of the executed chunks and a PNG strip. It runs
+the bundled checkpoint that solves the task most often (DEMO_CHECKPOINT: sim_crop), as its policy.json says it
+was evaluated, on seeds no demonstration used; `make demo` adds `--lockstep`, so the episodes are those of
+`cosmos-aloha eval` on the same seeds whatever this machine's speed. With no trained checkpoint it says so and
+runs random weights — the arms move, nothing is solved, and the report says exactly that.
 
 This module is the caller: arguments, the Supervisor that starts the graph, the report file. The
 episodes themselves run in `evaluation.graph` (the runner) and are reported by `evaluation.report`.
@@ -55,7 +57,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         "machine's speed")
     p.add_argument("--execute", type=int, default=None, metavar="K",
                    help="chunk_mode synchronous (so --lockstep): play the first K actions of each chunk, then request "
-                        "the next (graph argument synchronous_steps; default config/executor.yaml: the whole chunk)")
+                        "the next (graph argument synchronous_steps; default: the checkpoint's policy.json "
+                        "synchronous_steps, else config/executor.yaml: the whole chunk)")
     p.add_argument("--seed", type=int, default=0,
                    help="first episode seed (0-49: the bundled checkpoints' reported evaluation; their "
                         "demonstrations used 1000-1119)")

@@ -1,0 +1,59 @@
+"""docs/figures/sim_crop_success.png from docs/figures/sim_crop_success.json: success per training step.
+
+Each row of the JSON is one `cosmos-aloha eval` of one checkpoint of the sim_crop run on seeds 0-49:
+{"step", "minutes" (training time), "successes", "n", "mean_stage", "setting"}. The figure shows success with its
+Wilson 95 % interval and the mean max stage per step, one line per setting.
+
+    .venv/bin/python scripts/plot_success_curve.py [docs/figures/sim_crop_success.json] [OUT.png]
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cosmos_policy_ros.evaluation.report import wilson_interval  # noqa: E402
+
+GOAL = 60.0
+COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple")
+
+
+def main(argv: list[str]) -> int:
+    src = Path(argv[0] if argv else "docs/figures/sim_crop_success.json")
+    out = Path(argv[1]) if len(argv) > 1 else src.with_suffix(".png")
+    rows = json.loads(src.read_text())["rows"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for setting, color in zip(dict.fromkeys(r["setting"] for r in rows), COLORS):
+        pts = sorted((r for r in rows if r["setting"] == setting), key=lambda r: r["step"])
+        steps = [r["step"] for r in pts]
+        rate = np.array([100 * r["successes"] / r["n"] for r in pts])
+        lo_hi = 100 * np.array([wilson_interval(r["successes"], r["n"]) for r in pts])
+        a1.errorbar(steps, rate, yerr=[rate - lo_hi[:, 0], lo_hi[:, 1] - rate], fmt="o-", color=color, capsize=4,
+                    label=setting)
+        a2.plot(steps, [r["mean_stage"] for r in pts], "o-", color=color, label=setting)
+        for r, y in zip(pts, rate):
+            a1.annotate(f"{r['minutes']:.0f} min", (r["step"], y), textcoords="offset points", xytext=(6, -12),
+                        fontsize=7, color="gray")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8, loc="upper left")
+    a1.axhline(GOAL, color="k", ls="--", lw=1)
+    a1.text(a1.get_xlim()[1], GOAL + 1, f"goal {GOAL:.0f} % ", fontsize=8, ha="right")
+    a1.set(xlabel="training step (batch 24); labels: training time on 2 CPU cores",
+           ylabel="success, seeds 0-49 (%, Wilson 95 %)", ylim=(0, 100))
+    a2.set(xlabel="training step", ylabel="mean max stage (0-4), seeds 0-49", ylim=(0, 4))
+    fig.suptitle("sim_crop run: transfer-cube success through the SafetyFilter, in process", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,8 +1,8 @@
 """docs/figures/sim_crop_success.png from docs/figures/sim_crop_success.json: success per training step.
 
-Each row of the JSON is one `cosmos-aloha eval` of one checkpoint of the sim_crop run on seeds 0-49:
-{"step", "minutes" (training time), "successes", "n", "mean_stage", "setting"}. The figure shows success with its
-Wilson 95 % interval and the mean max stage per step, one line per setting.
+Each row of the JSON is one `cosmos-aloha eval` of one checkpoint of the sim_crop run: {"step", "minutes" (training
+time), "seeds", "successes", "n", "mean_stage", "setting"}. The figure shows success with its Wilson 95 % interval
+and the mean max stage per step, one line per setting and seed set.
 
     .venv/bin/python scripts/plot_success_curve.py [docs/figures/sim_crop_success.json] [OUT.png]
 """
@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from cosmos_policy_ros.evaluation.report import wilson_interval  # noqa: E402
 
 GOAL = 60.0
-COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple")
+COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange")
 
 
 def main(argv: list[str]) -> int:
@@ -29,15 +29,16 @@ def main(argv: list[str]) -> int:
     out = Path(argv[1]) if len(argv) > 1 else src.with_suffix(".png")
     rows = json.loads(src.read_text())["rows"]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for setting, color in zip(dict.fromkeys(r["setting"] for r in rows), COLORS):
-        pts = sorted((r for r in rows if r["setting"] == setting), key=lambda r: r["step"])
+    for (setting, seeds), color in zip(dict.fromkeys((r["setting"], r["seeds"]) for r in rows), COLORS):
+        pts = sorted((r for r in rows if (r["setting"], r["seeds"]) == (setting, seeds)), key=lambda r: r["step"])
+        label = f"{setting}, seeds {seeds}"
         steps = [r["step"] for r in pts]
         rate = np.array([100 * r["successes"] / r["n"] for r in pts])
         lo_hi = 100 * np.array([wilson_interval(r["successes"], r["n"]) for r in pts])
         a1.errorbar(steps, rate, yerr=[rate - lo_hi[:, 0], lo_hi[:, 1] - rate], fmt="o-", color=color, capsize=4,
-                    label=setting)
-        a2.plot(steps, [r["mean_stage"] for r in pts], "o-", color=color, label=setting)
-        for r, y in zip(pts, rate):
+                    label=label)
+        a2.plot(steps, [r["mean_stage"] for r in pts], "o-", color=color, label=label)
+        for r, y in zip(pts, rate) if seeds == "0-49" else ():
             a1.annotate(f"{r['minutes']:.0f} min", (r["step"], y), textcoords="offset points", xytext=(6, -12),
                         fontsize=7, color="gray")
     for a in (a1, a2):
@@ -46,8 +47,8 @@ def main(argv: list[str]) -> int:
     a1.axhline(GOAL, color="k", ls="--", lw=1)
     a1.text(a1.get_xlim()[1], GOAL + 1, f"goal {GOAL:.0f} % ", fontsize=8, ha="right")
     a1.set(xlabel="training step (batch 24); labels: training time on 2 CPU cores",
-           ylabel="success, seeds 0-49 (%, Wilson 95 %)", ylim=(0, 100))
-    a2.set(xlabel="training step", ylabel="mean max stage (0-4), seeds 0-49", ylim=(0, 4))
+           ylabel="success (%, Wilson 95 %), 50 episodes", ylim=(0, 100))
+    a2.set(xlabel="training step", ylabel="mean max stage (0-4)", ylim=(0, 4))
     fig.suptitle("sim_crop run: transfer-cube success through the SafetyFilter, in process", fontsize=11)
     fig.tight_layout()
     fig.savefig(out, dpi=80)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the sim_crop policy end to end (issue 14), on CPU, in about 3.7 hours on 2 cores (16,000 steps):
+# Reproduce the sim_crop policy end to end (issue 14), on CPU, in about 5.3 hours on 2 cores (23,052 steps):
 #   scripted demos (cam_high + cam_right_wrist, 240 px renders) -> policy (config/train/sim_crop.yaml)
 #   -> 50 seeded episodes in-process through the executor's SafetyFilter -> 10 through the ROS graph in lockstep.
 # Usage: bash scripts/train_sim_crop.sh [WORK_DIR]   (default runs/sim_crop; `make checkpoint`)
@@ -22,20 +22,23 @@ wait
 tail -n 1 "$W"/demos_*.log
 
 # The schedule as the measured checkpoint ran it (docs/training.md "Smoothing the chunk"): the recipe's 8,000-step
-# LR schedule to step 6,550, stretched to 10,000 until 9,269, then to 18,000 until FINAL_STEP. Each stage resumes
+# LR schedule to step 6,550, stretched to 10,000 until 9,269, to 18,000 until 15,993, then to 24,000 until FINAL_STEP
+# (where the measured run's 100-minute stage ended). Each stage resumes
 # the previous one's checkpoint (optimizer, EMA, data order); the thread count changed between the stages of
 # the measured run, so a rerun matches it in its statistics, not bit for bit.
-FINAL_STEP=${FINAL_STEP:-15993}
+FINAL_STEP=${FINAL_STEP:-23052}
 echo "== 2/4 policy: $R (latent cache ~19 min, then $FINAL_STEP steps at ~0.7 s; resumable with: $A train --run $W/run --resume)"
 if [ ! -e "$W/run/latest" ]; then
   $A train --config $R --data "$W/demos/a" "$W/demos/b" --run "$W/run" --stop-at 6550 --no-progress ${DEVICE:+--device $DEVICE}
 fi
 $A train --run "$W/run" --resume --steps 10000 --stop-at 9269 --no-progress ${DEVICE:+--device $DEVICE}
-$A train --run "$W/run" --resume --steps 18000 --stop-at "$FINAL_STEP" --no-progress ${DEVICE:+--device $DEVICE}
+$A train --run "$W/run" --resume --steps 18000 --stop-at 15993 --no-progress ${DEVICE:+--device $DEVICE}
+$A train --run "$W/run" --resume --steps 24000 --stop-at "$FINAL_STEP" --no-progress ${DEVICE:+--device $DEVICE}
 $A train --run "$W/run" --export "$W/policy" --execute 25   # policy.json: chunk mode synchronous, 25 actions a chunk
 
-echo "== 3/4 50 seeded episodes in-process (seeds 0-49, disjoint from the demos), every action through the SafetyFilter"
+echo "== 3/4 50 + 50 seeded episodes in-process (seeds 0-49 and 100-149, disjoint from the demos), every action through the SafetyFilter"
 $A eval "$W/policy" -n 50 --first-seed 0 --threads 2 --execute 25 --out "$W/eval_policy" --no-media
+$A eval "$W/policy" -n 50 --first-seed 100 --threads 2 --execute 25 --out "$W/eval_policy_100" --no-media
 
 echo "== 4/4 the same policy through the ROS node graph in lockstep, seeds 0-9"
 $A eval "$W/policy" -n 10 --first-seed 0 --execute 25 --graph --lockstep --out "$W/eval_graph"

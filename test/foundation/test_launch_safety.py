@@ -239,6 +239,8 @@ def test_the_demo_checkpoint_is_launched_as_it_was_evaluated():
         pytest.skip("the bundled checkpoints are not installed in this stage")
     params = _executor_parameters("direct", {"policy_checkpoint": str(folder)})
     assert (params["chunk_mode"], params["synchronous_steps"]) == ("synchronous", 25)
+    report = json.loads((folder / "eval_transfer_cube_50.json").read_text())
+    assert report["settings"]["execute"] == 25 and report["settings"]["safety"] is True
 
 
 def test_chunk_mode_from_the_bundle_reaches_ros2_launch_and_cosmos_aloha_graph(launch_standin, tmp_path):

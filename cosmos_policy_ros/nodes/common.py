@@ -88,10 +88,10 @@ def run_node(make_node: Callable, args: list[str] | None = None, executor_thread
     ``start_errors`` are further exception types that mean "cannot run" for this node (hardware
     that does not answer) and are reported the same way.
 
-    rclpy's SIGINT handler shuts the context down (spin returns) and then calls Python's handler. Once
-    spinning, that handler (``_SpinSigint``) does not raise: a KeyboardInterrupt between two bytecodes
-    of the executor once left a half-built rclpy Task whose ``__del__`` printed a traceback at exit.
-    Before spinning (a node that waits for hardware) and for a second Ctrl-C it raises as usual.
+    rclpy's SIGINT handler wakes the executor and calls Python's handler. Once spinning, that handler
+    (``_SpinSigint``) shuts the context down (spin returns) and does not raise: a KeyboardInterrupt between
+    two bytecodes of the executor once left a half-built rclpy Task whose ``__del__`` printed a traceback at
+    exit. Before spinning (a node that waits for hardware) and for a second Ctrl-C it raises as usual.
     Clean-up steps are guarded, and a late KeyboardInterrupt still means a clean exit (0).
     """
     sigint = _SpinSigint.install()
@@ -105,7 +105,12 @@ def run_node(make_node: Callable, args: list[str] | None = None, executor_thread
 
 
 class _SpinSigint:
-    """Python's SIGINT handler while a node spins: rclpy already stopped the spin, so only record it."""
+    """Python's SIGINT handler while a node spins: stop the spin by shutting the context down, never by raising.
+
+    Kilted's rclpy has shut the context down already when it calls this handler; Jazzy's has not (there the
+    KeyboardInterrupt was what stopped the spin). The shutdown runs in a thread of its own: this handler runs
+    between two bytecodes of the main thread, which may hold a lock the shutdown needs.
+    """
 
     def __init__(self, previous: Any):
         self.previous = previous
@@ -125,9 +130,16 @@ class _SpinSigint:
         self.count += 1
         if not self.spinning.is_set() or self.count > 1:
             raise KeyboardInterrupt
+        threading.Thread(target=_shutdown_rclpy, name="sigint-shutdown", daemon=True).start()
 
     def restore(self) -> None:
         signal.signal(signal.SIGINT, self.previous if self.previous is not None else signal.default_int_handler)
+
+
+def _shutdown_rclpy() -> None:
+    import rclpy  # noqa: PLC0415 - loaded by run_node already
+
+    rclpy.try_shutdown()
 
 
 def _guarded(step: Callable[[], object]) -> None:

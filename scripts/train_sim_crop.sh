@@ -23,9 +23,9 @@ tail -n 1 "$W"/demos_*.log
 
 # The schedule as the measured checkpoint ran it (docs/training.md "Smoothing the chunk"): the recipe's 8,000-step
 # LR schedule to step 6,550, stretched to 10,000 until 9,269, to 18,000 until 15,993, then to 24,000 until FINAL_STEP
-# (where the measured run's 100-minute stage ended). Each stage resumes
-# the previous one's checkpoint (optimizer, EMA, data order); the thread count changed between the stages of
-# the measured run, so a rerun matches it in its statistics, not bit for bit.
+# (where the measured run's 100-minute stage ended). Each stage resumes the previous one's checkpoint (optimizer,
+# EMA, data order); the thread count changed between the stages of the measured run, so a rerun matches it in its
+# statistics, not bit for bit.
 FINAL_STEP=${FINAL_STEP:-23052}
 echo "== 2/4 policy: $R (latent cache ~19 min, then $FINAL_STEP steps at ~0.7 s; resumable with: $A train --run $W/run --resume)"
 if [ ! -e "$W/run/latest" ]; then

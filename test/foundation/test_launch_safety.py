@@ -43,9 +43,13 @@ def make_metadata_bundle(folder: Path, **meta) -> Path:
     return folder
 
 
+def _executor_parameters(mode: str, given: dict[str, str]) -> dict:
+    specs = graph_mod.resolve(mode, {"use_sim": "true", **given})
+    return dict(next(s for s in specs if s.key == "executor").parameters)
+
+
 def _executor_chunk_mode(mode: str, given: dict[str, str]) -> str:
-    executor = next(s for s in graph_mod.resolve(mode, {"use_sim": "true", **given}) if s.key == "executor")
-    return dict(executor.parameters)["chunk_mode"]
+    return _executor_parameters(mode, given)["chunk_mode"]
 
 
 @pytest.fixture
@@ -204,11 +208,6 @@ def test_chunk_mode_default_follows_the_bundle_metadata(tmp_path):
     assert _executor_chunk_mode("direct", {"policy_checkpoint": str(released)}) == "synchronous"
     # an explicit argument wins over the checkpoint
     assert _executor_chunk_mode("direct", {"policy_checkpoint": str(upstream_like), "chunk_mode": "blend"}) == "blend"
-
-
-def _executor_parameters(mode: str, given: dict[str, str]) -> dict:
-    specs = graph_mod.resolve(mode, {"use_sim": "true", **given})
-    return dict(next(s for s in specs if s.key == "executor").parameters)
 
 
 def test_synchronous_steps_follow_the_bundle_in_chunk_mode_synchronous(tmp_path):

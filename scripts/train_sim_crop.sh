@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Reproduce the sim_crop policy end to end (issue 14), on CPU, in about 5.3 hours on 2 cores (23,052 steps):
-#   scripted demos (cam_high + cam_right_wrist, 240 px renders) -> policy (config/train/sim_crop.yaml)
+# Reproduce the sim_crop policy end to end (issue 14), on CPU, in about 7 hours on 2 cores:
+#   scripted demos (cam_high + cam_right_wrist, 240 px renders) -> policy (config/train/sim_crop.yaml, 23,052 steps)
+#   -> 80 more demos at the edges of the cube's x spawn range -> fine-tune (config/train/sim_crop_edges.yaml)
 #   -> 50 seeded episodes in-process through the executor's SafetyFilter -> 10 through the ROS graph in lockstep.
-# Usage: bash scripts/train_sim_crop.sh [WORK_DIR]   (default runs/sim_crop; `make checkpoint`)
+# Usage: bash scripts/train_sim_crop.sh [WORK_DIR]   (default runs/sim_crop; `make checkpoint-crop`)
 #        DEVICE=cuda bash scripts/train_sim_crop.sh   (train on a GPU; demos and evaluation stay on the CPU)
 # Copy WORK_DIR/policy to checkpoints/sim_crop_transfer_cube to replace the bundled one.
 set -euo pipefail
@@ -15,7 +16,7 @@ A=.venv/bin/cosmos-aloha
 R=config/train/sim_crop.yaml
 mkdir -p "$W"
 
-echo "== 1/4 scripted demonstrations: 120 transfer-cube episodes, seeds 1000-1119 (two processes, ~8 min)"
+echo "== 1/5 scripted demonstrations: 120 transfer-cube episodes, seeds 1000-1119 (two processes, ~8 min)"
 $A gen-demos "$W/demos/a" -n 60 --first-seed 1000 --recipe $R > "$W/demos_a.log" &
 $A gen-demos "$W/demos/b" -n 60 --first-seed 1060 --recipe $R > "$W/demos_b.log"
 wait
@@ -27,18 +28,36 @@ tail -n 1 "$W"/demos_*.log
 # EMA, data order); the thread count changed between the stages of the measured run, so a rerun matches it in its
 # statistics, not bit for bit.
 FINAL_STEP=${FINAL_STEP:-23052}
-echo "== 2/4 policy: $R (latent cache ~19 min, then $FINAL_STEP steps at ~0.7 s; resumable with: $A train --run $W/run --resume)"
+echo "== 2/5 policy: $R (latent cache ~19 min, then $FINAL_STEP steps at ~0.7 s; resumable with: $A train --run $W/run --resume)"
 if [ ! -e "$W/run/latest" ]; then
   $A train --config $R --data "$W/demos/a" "$W/demos/b" --run "$W/run" --stop-at 6550 --no-progress ${DEVICE:+--device $DEVICE}
 fi
 $A train --run "$W/run" --resume --steps 10000 --stop-at 9269 --no-progress ${DEVICE:+--device $DEVICE}
 $A train --run "$W/run" --resume --steps 18000 --stop-at 15993 --no-progress ${DEVICE:+--device $DEVICE}
 $A train --run "$W/run" --resume --steps 24000 --stop-at "$FINAL_STEP" --no-progress ${DEVICE:+--device $DEVICE}
-$A train --run "$W/run" --export "$W/policy" --execute 25   # policy.json: chunk mode synchronous, 25 actions a chunk
+$A train --run "$W/run" --export "$W/policy23052" --execute 25   # policy.json: chunk mode synchronous, 25 actions a chunk
 
-echo "== 3/4 50 + 50 seeded episodes in-process (seeds 0-49 and 100-149, disjoint from the demos), every action through the SafetyFilter"
+# The 23,052-step policy fails where the cube spawns at the edges of its x range (docs/training.md "Edge demos"):
+# 80 more demos there (seeds outside [LO, HI] are passed over), then a fine-tune on all 200 from its weights.
+FT_STEP=${FT_STEP:-5000}
+echo "== 3/5 edge demos and fine-tune: config/train/sim_crop_edges.yaml (latent cache of 200 demos ~26 min, then $FT_STEP steps)"
+$A gen-demos "$W/demos/edge_hi" -n 40 --first-seed 3000 --spawn-x 0.16 0.2 --recipe $R > "$W/edge_hi.log" &
+$A gen-demos "$W/demos/edge_lo" -n 40 --first-seed 2000 --spawn-x 0 0.04 --recipe $R > "$W/edge_lo.log"
+wait
+tail -n 1 "$W"/edge_*.log
+if [ ! -e "$W/ft/latest" ]; then
+  $A train --config config/train/sim_crop_edges.yaml --init-from "$W/policy23052" \
+    --data "$W/demos/a" "$W/demos/b" "$W/demos/edge_hi" "$W/demos/edge_lo" --run "$W/ft" --stop-at "$FT_STEP" \
+    --no-progress ${DEVICE:+--device $DEVICE}
+else
+  $A train --run "$W/ft" --resume --stop-at "$FT_STEP" --no-progress ${DEVICE:+--device $DEVICE}
+fi
+$A train --run "$W/ft" --export "$W/policy" --action-smoothing 15 --execute 25
+
+echo "== 4/5 3 x 50 seeded episodes in-process (seeds 0-49, 100-149, 200-249, disjoint from the demos), every action through the SafetyFilter"
 $A eval "$W/policy" -n 50 --first-seed 0 --threads 2 --execute 25 --out "$W/eval_policy" --no-media
 $A eval "$W/policy" -n 50 --first-seed 100 --threads 2 --execute 25 --out "$W/eval_policy_100" --no-media
+$A eval "$W/policy" -n 50 --first-seed 200 --threads 2 --execute 25 --out "$W/eval_policy_200" --no-media
 
-echo "== 4/4 the same policy through the ROS node graph in lockstep, seeds 0-9"
+echo "== 5/5 the same policy through the ROS node graph in lockstep, seeds 0-9"
 $A eval "$W/policy" -n 10 --first-seed 0 --execute 25 --graph --lockstep --out "$W/eval_graph"

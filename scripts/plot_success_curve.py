@@ -33,18 +33,17 @@ def main(argv: list[str]) -> int:
     colors = dict(zip(dict.fromkeys(r["seeds"] for r in rows), COLORS))
     settings = [r["setting"] for r in rows]
     main_setting = max(set(settings), key=settings.count)  # named once, in the title
-    for setting, seeds, data in dict.fromkeys((r["setting"], r["seeds"], r.get("data", "")) for r in rows):
-        pts = sorted((r for r in rows if (r["setting"], r["seeds"], r.get("data", "")) == (setting, seeds, data)),
-                     key=lambda r: r["step"])
-        style = "o-"
+    def series(r: dict) -> tuple[str, str, str]:
+        return r["setting"], r["seeds"], r.get("data", "")
+
+    for setting, seeds, data in dict.fromkeys(map(series, rows)):
+        pts = sorted((r for r in rows if series(r) == (setting, seeds, data)), key=lambda r: r["step"])
+        style = "o-" if setting == main_setting else "s:"
         if data:  # a fine-tune: start its line at the parent's last point of the same setting and seeds
-            parent = [r for r in rows if (r["setting"], r["seeds"]) == (setting, seeds) and not r.get("data")
-                      and r["step"] < pts[0]["step"]]
+            parent = [r for r in rows if series(r) == (setting, seeds, "") and r["step"] < pts[0]["step"]]
             pts = sorted(parent, key=lambda r: r["step"])[-1:] + pts
             style = "*--"
         label = f"seeds {seeds}" + (f", {data}" if data else "") + ("" if setting == main_setting else f", {setting}")
-        if setting.startswith("raw"):
-            style = "s:"
         steps = [r["step"] for r in pts]
         rate = np.array([100 * r["successes"] / r["n"] for r in pts])
         lo_hi = 100 * np.array([wilson_interval(r["successes"], r["n"]) for r in pts])

@@ -169,16 +169,18 @@ def load_recipe(path: str | Path, model_optional: bool = False) -> tuple[ModelCo
     """config/train/<name>.yaml -> (ModelConfig, TrainConfig). `model:` may be inline or a path to a model YAML.
 
     model_optional: fine-tuning recipes take the model from the parent checkpoint (ModelConfig None).
+    `train_from: OTHER.yaml` starts the train section from another recipe's (see train_section).
     """
     path = Path(path)
     raw = read_yaml(path)
-    if "model" not in raw:
-        if model_optional:
-            return None, train_config_from_dict(raw.get("train"), str(path))
-        raise ConfigError(f"{path}: missing top-level key 'model' (a recipe without one needs --init-from)")
-    extra = set(raw) - {"model", "train"}
+    extra = set(raw) - {"model", "train", "train_from"}
     if extra:
         raise ConfigError(f"{path}: unknown top-level key {sorted(extra)[0]!r}")
+    train = train_config_from_dict(train_section(path, raw), str(path))
+    if "model" not in raw:
+        if model_optional:
+            return None, train
+        raise ConfigError(f"{path}: missing top-level key 'model' (a recipe without one needs --init-from)")
     m = raw["model"]
     if isinstance(m, str):
         mpath = Path(m) if Path(m).is_absolute() else (path.parent / m)
@@ -187,4 +189,32 @@ def load_recipe(path: str | Path, model_optional: bool = False) -> tuple[ModelCo
         mcfg = load_model_config(mpath)
     else:
         mcfg = model_config_from_dict(m, str(path))
-    return mcfg, train_config_from_dict(raw.get("train"), str(path))
+    return mcfg, train
+
+
+def train_section(path: Path, raw: Mapping[str, Any], _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The recipe's `train:` mapping, on top of the `train_from:` recipe's (its own `train_from` too).
+
+    A fine-tune that changes three values of its parent's schedule names only those three, so the two
+    cannot drift apart. Keys are replaced whole (a `crop:` given here replaces the parent's crop); the
+    parent's `model:` is not taken: under --init-from the model comes from the parent checkpoint.
+    """
+    own = raw.get("train") or {}
+    if not isinstance(own, Mapping):
+        raise ConfigError(f"{path}: train: expected a mapping, got {type(own).__name__}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in own:
+        if key not in known:  # named in the file that has it, not in the recipe that inherits it
+            raise ConfigError(f"{path}: train.{key}: unknown key (known: {', '.join(sorted(known))})")
+    base = raw.get("train_from")
+    if base is None:
+        return dict(own)
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: train_from: expected a recipe file name, got {base!r}")
+    bpath = Path(base) if Path(base).is_absolute() else path.parent / base
+    if not bpath.is_file():
+        raise ConfigError(f"{path}: train_from: {bpath} not found")
+    seen = (*_seen, path.resolve())
+    if bpath.resolve() in seen:
+        raise ConfigError(f"{path}: train_from: {base} makes a loop ({' -> '.join(p.name for p in (*seen, bpath))})")
+    return {**train_section(bpath, read_yaml(bpath), seen), **own}

@@ -49,8 +49,8 @@ def test_the_edges_fine_tune_trains_on_what_the_parent_recipe_trained_on():
     _, parent = load_recipe(ROOT / "config/train/sim_crop.yaml")
     assert model is None
     own = {"seed", "steps", "lr"}
-    raw = yaml.safe_load((ROOT / "config/train/sim_crop_edges.yaml").read_text())["train"]
-    assert set(raw) == set(yaml.safe_load((ROOT / "config/train/sim_crop.yaml").read_text())["train"])
-    for key in set(raw) - own:
+    raw = yaml.safe_load((ROOT / "config/train/sim_crop_edges.yaml").read_text())
+    assert raw["train_from"] == "sim_crop.yaml" and set(raw["train"]) == own
+    for key in set(yaml.safe_load((ROOT / "config/train/sim_crop.yaml").read_text())["train"]) - own:
         assert getattr(edges, key) == getattr(parent, key), key
-    assert edges.lr < parent.lr
+    assert edges.lr < parent.lr and edges.crop == parent.crop and edges.crop

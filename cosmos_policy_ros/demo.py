@@ -27,6 +27,7 @@ from cosmos_policy_ros.deploy.bundle import default_checkpoint, default_demo_che
 from cosmos_policy_ros.evaluation.graph import GraphEpisodeError, GraphEpisodeRunner, GraphEpisodeSettings
 from cosmos_policy_ros.evaluation.report import graph_report, media_lines, print_graph_report
 from cosmos_policy_ros.graph import load_graph, resolve
+from cosmos_policy_ros.robot.scheduler import actions_per_chunk_error
 from cosmos_policy_ros.ros_env import local_ros_env
 from cosmos_policy_ros.supervisor import Supervisor, python_module_argv
 
@@ -72,8 +73,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--strip-every-s", type=float, default=1.0, help="simulated seconds between strip frames")
     p.add_argument("--verbose", action="store_true", help="show every node's output")
     a = p.parse_args(argv)
-    if a.execute is not None and a.execute < 1:
-        p.error(f"--execute must be >= 1 (actions of each chunk), got {a.execute}")
+    if a.execute is not None and (why := actions_per_chunk_error(a.execute)):
+        p.error(f"--execute: {why}")
     return a
 
 

@@ -45,7 +45,7 @@ from cosmos_policy_ros.inference.preprocessing import Crop, Preprocessing
 from cosmos_policy_ros.model import released
 from cosmos_policy_ros.model.config import ModelConfig, load_model_config, model_config_from_dict
 from cosmos_policy_ros.robot.aloha import GRIPPER_CONVENTION_KEYS, AlohaRobot, robot_configs_matching
-from cosmos_policy_ros.robot.scheduler import MODES
+from cosmos_policy_ros.robot.scheduler import MODES, actions_per_chunk_error
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "checkpoint.json"
@@ -372,9 +372,8 @@ def launch_synchronous_steps(checkpoint: str | Path) -> int | None:
         return None
     meta_file, meta = found
     stated = meta.get("synchronous_steps")
-    if stated is not None and (isinstance(stated, bool) or not isinstance(stated, int) or stated < 1):
-        raise ConfigError(f"{meta_file}: synchronous_steps: expected an integer >= 1 (actions of each chunk), "
-                          f"got {stated!r}")
+    if stated is not None and (why := actions_per_chunk_error(stated)):
+        raise ConfigError(f"{meta_file}: synchronous_steps: {why}")
     return stated
 
 

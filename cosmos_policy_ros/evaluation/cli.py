@@ -22,6 +22,7 @@ from cosmos_policy_ros.deploy.planner_config import DEFAULT_PLANNER_CONFIG, Plan
 from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line, run_main
 from cosmos_policy_ros.evaluation.in_process import PolicyFn, engine_from_dir, engine_policy, evaluate, planner_policy
 from cosmos_policy_ros.inference.value import METHODS as VALUE_METHODS
+from cosmos_policy_ros.robot.scheduler import actions_per_chunk_error
 
 
 def _int_list(text: str) -> list[int]:
@@ -71,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --lockstep is a mode of the ROS graph: add --graph (in-process evaluation is lockstep already)",
               file=sys.stderr)
         return 2
-    if ns.execute is not None and ns.execute < 1:
-        print(f"error: --execute must be >= 1 (actions of each chunk), got {ns.execute}", file=sys.stderr)
+    if ns.execute is not None and (why := actions_per_chunk_error(ns.execute)):
+        print(f"error: --execute: {why}", file=sys.stderr)
         return 2
     if ns.graph:
         return run_graph(ns)

@@ -42,6 +42,17 @@ from cosmos_policy_ros.errors import CosmosError
 MODES = ("open_loop", "temporal_ensemble", "blend", "synchronous")
 
 
+def actions_per_chunk_error(value: object) -> str | None:
+    """Why `value` cannot be how many actions of each chunk are played (None: it can).
+
+    One rule and one wording wherever the count arrives: --execute of eval, demo and export, a bundle's
+    policy.json `synchronous_steps`, the scheduler's `execute_steps`.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return f"expected an integer >= 1 (actions of each chunk), got {value!r}"
+    return None
+
+
 class ChunkError(CosmosError, ValueError):
     """A chunk that cannot be executed (the message says why, in one line)."""
 
@@ -120,8 +131,8 @@ class SchedulerConfig:
     max_future_s: float = 0.05
 
     def validate(self) -> None:
-        if self.execute_steps < 1:
-            raise cfg.ConfigError("scheduler.execute_steps: must be >= 1")
+        if why := actions_per_chunk_error(self.execute_steps):
+            raise cfg.ConfigError(f"scheduler.execute_steps: {why}")
         if self.synchronous_steps < 0:
             raise cfg.ConfigError("scheduler.synchronous_steps: must be >= 0 (0 = the whole chunk)")
         if self.blend_duration_s < 0 or self.ensemble_decay < 0:

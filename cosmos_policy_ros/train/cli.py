@@ -22,6 +22,7 @@ from cosmos_policy_ros.errors import EXPECTED_ERRORS, one_line, run_main
 from cosmos_policy_ros.model import checkpoint as model_ckpt
 from cosmos_policy_ros.model.config import ModelConfig, config_to_dict, model_config_from_dict
 from cosmos_policy_ros.robot.aloha import AlohaRobot
+from cosmos_policy_ros.robot.scheduler import actions_per_chunk_error
 
 from . import checkpointing as ck
 from . import distributed, memory_plan
@@ -161,8 +162,8 @@ def export(run: str | Path, out: str | Path, ckpt: str | Path | None = None,
     `execute` actions of each chunk (policy.json chunk_mode / synchronous_steps, read by the launch graph and
     `cosmos-aloha eval`), as it was evaluated.
     """
-    if execute is not None and (isinstance(execute, bool) or not isinstance(execute, int) or execute < 1):
-        raise ValueError(f"execute: expected an integer >= 1 (actions of each chunk), got {execute!r}")
+    if execute is not None and (why := actions_per_chunk_error(execute)):
+        raise ValueError(f"execute: {why}")
     d = Path(ckpt) if ckpt else ck.latest_checkpoint(run)
     if d is None:
         raise FileNotFoundError(f"{run}: no checkpoint to export")

@@ -105,7 +105,7 @@ def test_eval_refuses_an_execute_below_one_in_one_line(capsys):
     bundle = Path(__file__).resolve().parents[2] / "checkpoints" / "sim_small_transfer_cube"
     assert eval_cli.main([str(bundle), "-n", "1", "--execute", "0"]) == 2
     err = capsys.readouterr().err
-    assert err == "error: --execute must be >= 1 (actions of each chunk), got 0\n"
+    assert err == "error: --execute: expected an integer >= 1 (actions of each chunk), got 0\n"
 
 
 def test_action_smoothing_averages_the_executed_chunk_over_time():

@@ -251,4 +251,4 @@ def test_demo_refuses_execute_where_the_executor_would_ignore_it(capsys):
     assert len(err) == 1 and "--execute 25" in err[0] and "runs blend" in err[0]
     with pytest.raises(SystemExit) as exc:
         demo.parse(["--execute", "0"])
-    assert exc.value.code == 2 and "--execute must be >= 1" in capsys.readouterr().err
+    assert exc.value.code == 2 and "--execute: expected an integer >= 1" in capsys.readouterr().err

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from cosmos_policy_ros.config import ConfigError
-from cosmos_policy_ros.robot.scheduler import Chunk, ChunkError, ChunkScheduler, SchedulerConfig
+from cosmos_policy_ros.robot.scheduler import (
+    Chunk,
+    ChunkError,
+    ChunkScheduler,
+    SchedulerConfig,
+    actions_per_chunk_error,
+)
 
 P25 = 0.04  # upstream ALOHA action period (25 Hz)
 T0 = 10.0  # stamp 0 means "unstamped" in ROS; tests start later
@@ -202,3 +208,14 @@ def test_stop_start_forgets_the_ordering_memory_but_a_watchdog_hold_does_not():
     assert not s.add(const_chunk(19.5, 1.0), 20.1)[0]
     s.clear(forget_order=True)                  # stop / start / e-stop
     assert s.add(const_chunk(19.9, 1.0), 20.1)[0]
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, 2.0, "25", None])
+def test_one_rule_for_how_many_actions_of_a_chunk_are_played(bad):
+    """--execute, policy.json synchronous_steps and scheduler.execute_steps all refuse these, in the same words."""
+    why = actions_per_chunk_error(bad)
+    assert why == f"expected an integer >= 1 (actions of each chunk), got {bad!r}"
+    assert actions_per_chunk_error(1) is None and actions_per_chunk_error(50) is None
+    if isinstance(bad, int) and not isinstance(bad, bool):
+        with pytest.raises(ConfigError, match=r"^scheduler\.execute_steps: expected an integer >= 1"):
+            SchedulerConfig(execute_steps=bad).validate()

@@ -182,11 +182,18 @@ class Episode:
         how often and how far the filter moved it."""
         res = self.filter.filter(action, self._prev, measured=self.sim.qpos14())
         if res.intervened:
-            self.result.safety_interventions += 1
-            arm = np.abs(np.delete(res.command - action, self.sim.robot.gripper_indices))
-            arm = arm[np.isfinite(arm)]  # a rejected non-finite action counts in the kinds
+            r = self.result
+            r.safety_interventions += 1
+            change = np.abs(res.command - action)
+            grip = change[list(self.sim.robot.gripper_indices)]
+            arm = np.delete(change, self.sim.robot.gripper_indices)
+            if np.isfinite(arm).all() and not arm.any():    # a non-finite action (rejected) is not gripper-only
+                r.safety_gripper_only += 1
+            grip, arm = grip[np.isfinite(grip)], arm[np.isfinite(arm)]  # a rejected non-finite one: in the kinds
+            if grip.size:
+                r.safety_max_gripper_change = max(r.safety_max_gripper_change, float(grip.max()))
             if arm.size:
-                self.result.safety_max_arm_change_rad = max(self.result.safety_max_arm_change_rad, float(arm.max()))
+                r.safety_max_arm_change_rad = max(r.safety_max_arm_change_rad, float(arm.max()))
         return res.command, (res.reason or "filter") if res.intervened else ""
 
 

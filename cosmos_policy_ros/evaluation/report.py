@@ -44,6 +44,11 @@ class EpisodeResult:
     # a gripper clipped from 1.02 to 1.0 counts like a wrist held back 0.5 rad, the sizes tell them apart
     safety_kinds: dict[str, int] = field(default_factory=dict)
     safety_max_arm_change_rad: float = 0.0
+    # of safety_interventions, those that left every arm joint as the policy asked and changed only a gripper
+    # (in-process: a normalised gripper command of 1.001 clipped into [0, 1] is most of them), and the largest
+    # gripper change (normalised units)
+    safety_gripper_only: int = 0
+    safety_max_gripper_change: float = 0.0
     # s, simulated time the episode ran
     sim_time_s: float = 0.0
     # s, wall-clock time the episode took
@@ -98,6 +103,10 @@ class EvalResult:
                 kinds[k] = kinds.get(k, 0) + v
         by_kind = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
         worst = max(e.safety_max_arm_change_rad for e in self.episodes)
+        gripper_only = sum(e.safety_gripper_only for e in self.episodes)
+        if gripper_only:
+            grip = max(e.safety_max_gripper_change for e in self.episodes)
+            by_kind += f"; {gripper_only} changed only a gripper, by at most {grip:.3g}"
         return (f"safety filter changed {100 * changed / steps:.0f} % of the actions ({by_kind}); "
                 f"largest arm-joint change {worst:.3f} rad")
 

@@ -56,6 +56,22 @@ def test_safety_filter_effect_is_reported_per_kind_and_size():
     calm = evaluate(lambda obs: np.repeat(np.asarray(obs["proprio"], float)[None], 5, axis=0), 1, [3], steps=5,
                     progress=False)
     assert calm.episodes[0].safety_interventions == 0 and "safety filter" not in calm.summary()
+    assert ep.safety_gripper_only == 0 and ep.safety_max_gripper_change >= 0.05 - 1e-6  # the waist moved too
+
+
+def test_actions_changed_only_at_a_gripper_are_told_apart():
+    """A gripper command a hair above its open limit, arms held: every action is changed (the gripper's step cap,
+    then its limit), none at an arm joint."""
+    def grip_over(obs):
+        chunk = np.repeat(np.asarray(obs["proprio"], float)[None], 5, axis=0)
+        chunk[:, 6] = 1.001           # left gripper, normalised: 1 = open
+        return chunk
+
+    res = evaluate(grip_over, 1, [3], steps=8, progress=False)
+    ep = res.episodes[0]
+    assert ep.safety_interventions == ep.safety_gripper_only == 8
+    assert ep.safety_max_gripper_change > 0.001 and ep.safety_max_arm_change_rad == 0
+    assert "(limit" in res.summary() and "8 changed only a gripper, by at most" in res.summary()
 
 
 def test_episodes_report_simulated_time_and_their_strip(tmp_path):

@@ -56,6 +56,11 @@ def test_safety_summary_adds_kinds_over_episodes_and_keeps_the_largest_change():
     text = EvalResult.from_episodes("transfer_cube", eps, wall_s=1.0).safety_summary()
     assert text == ("safety filter changed 25 % of the actions (step 160, limit 90); "
                     "largest arm-joint change 0.400 rad")
+    eps[0].safety_gripper_only, eps[0].safety_max_gripper_change = 80, 0.0012
+    eps[1].safety_gripper_only, eps[1].safety_max_gripper_change = 5, 0.02
+    text = EvalResult.from_episodes("transfer_cube", eps, wall_s=1.0).safety_summary()
+    assert text == ("safety filter changed 25 % of the actions (step 160, limit 90; 85 changed only a gripper, by at "
+                    "most 0.02); largest arm-joint change 0.400 rad")
 
 
 def test_graph_report_has_the_demo_report_keys():

@@ -43,8 +43,8 @@ checkpoint: setup
 	bash scripts/train_sim_small.sh $(WORK)
 
 # The demo's checkpoint (config/train/sim_crop.yaml + sim_crop_edges.yaml, issue 14; checkpoints/sim_crop_transfer_cube):
-# 120 demos -> policy (the LR schedule as the measured 23,052-step run had it) -> 80 edge demos -> 5,000-step
-# fine-tune -> 150 seeds in-process + 10 through the graph in lockstep, re-querying every 25 actions. ~7 h on
+# 120 demos -> policy (the LR schedule as the measured 23,052-step run had it) -> 80 edge demos -> 9,000-step
+# fine-tune -> 150 seeds in-process + 10 through the graph in lockstep, re-querying every 25 actions. ~8 h on
 # 2 cores; DEVICE=cuda trains on a GPU (demos and evaluation stay on the CPU).
 checkpoint-crop: setup
 	DEVICE=$(DEVICE) bash scripts/train_sim_crop.sh $(WORK)

@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
         a.grid(alpha=0.3)
     a1.legend(fontsize=7, loc="lower right")
     a1.axhline(GOAL, color="k", ls="--", lw=1)
-    a1.text(a1.get_xlim()[1], GOAL + 1, f"goal {GOAL:.0f} % ", fontsize=8, ha="right")
+    a1.text(a1.get_xlim()[0], GOAL + 1, f" goal {GOAL:.0f} %", fontsize=8, ha="left")
     a1.set(xlabel="training step (batch 24); labels: training time on 2 CPU cores",
            ylabel="success (%, Wilson 95 %), 50 episodes", ylim=(0, 100))
     a2.set(xlabel="training step", ylabel="mean max stage (0-4)", ylim=(0, 4))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from cosmos_policy_ros.config import read_yaml
+from cosmos_policy_ros.config import config_path, read_yaml
 from cosmos_policy_ros.inference.preprocessing import Crop, parse_crops
 from cosmos_policy_ros.model.config import ConfigError, ModelConfig, load_model_config, model_config_from_dict
 
@@ -171,7 +171,7 @@ def load_recipe(path: str | Path, model_optional: bool = False) -> tuple[ModelCo
     model_optional: fine-tuning recipes take the model from the parent checkpoint (ModelConfig None).
     `train_from: OTHER.yaml` starts the train section from another recipe's (see train_section).
     """
-    path = Path(path)
+    path = config_path(path)  # a name under config/ too: `train_from` and `model` resolve beside the file found
     raw = read_yaml(path)
     extra = set(raw) - {"model", "train", "train_from"}
     if extra:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cosmos_policy_ros.config import share_dir
 from cosmos_policy_ros.model.config import ConfigError
 from cosmos_policy_ros.train.config import load_recipe
 
@@ -68,3 +69,11 @@ def test_a_bad_key_in_the_parent_is_named_in_the_parent(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_recipe(tmp_path / "a.yaml", model_optional=True)
     assert str(info.value).startswith(f"{tmp_path / 'b.yaml'}: train.stpes: unknown key")
+
+
+def test_a_recipe_named_under_config_finds_its_parent_from_any_working_directory(tmp_path, monkeypatch):
+    """`--config train/sim_crop_edges.yaml` from elsewhere: the parent is looked up beside the file found."""
+    monkeypatch.chdir(tmp_path)
+    _, train = load_recipe("train/sim_crop_edges.yaml", model_optional=True)
+    _, parent = load_recipe(share_dir() / "config/train/sim_crop.yaml")
+    assert train.crop == parent.crop and train.steps == 5000

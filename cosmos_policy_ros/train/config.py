@@ -122,12 +122,18 @@ class TrainConfig:
             raise ValueError(f"micro_batch {self.micro_batch} must divide batch_size {self.batch_size}")
 
 
+def check_train_keys(d: Mapping[str, Any], source: str) -> None:
+    """Refuse a `train:` key TrainConfig does not have, naming `source` (the file that holds it)."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for k in d:
+        if k not in known:
+            raise ConfigError(f"{source}: train.{k}: unknown key (known: {', '.join(sorted(known))})")
+
+
 def train_config_from_dict(d: Mapping[str, Any] | None, source: str = "<dict>") -> TrainConfig:
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    check_train_keys(d or {}, source)
     kwargs = {}
     for k, v in (d or {}).items():
-        if k not in fields:
-            raise ConfigError(f"{source}: train.{k}: unknown key (known: {', '.join(sorted(fields))})")
         if k == "crop":
             kwargs[k] = parse_crops(v, f"{source}: train.crop")
             continue
@@ -202,10 +208,7 @@ def train_section(path: Path, raw: Mapping[str, Any], _seen: tuple[Path, ...] = 
     own = raw.get("train") or {}
     if not isinstance(own, Mapping):
         raise ConfigError(f"{path}: train: expected a mapping, got {type(own).__name__}")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    for key in own:
-        if key not in known:  # named in the file that has it, not in the recipe that inherits it
-            raise ConfigError(f"{path}: train.{key}: unknown key (known: {', '.join(sorted(known))})")
+    check_train_keys(own, str(path))  # named in the file that has it, not in the recipe that inherits it
     base = raw.get("train_from")
     if base is None:
         return dict(own)
